@@ -1,0 +1,1 @@
+"""Runner extensions (hooks, loops, schedulers); registered in ``HOOKS``/``LOOPS``/``PARAM_SCHEDULERS``."""

@@ -1,0 +1,1 @@
+"""Metrics: accuracy (``METRICS``) and explanation-quality metrics (``EXPLANATION_METRICS``)."""

@@ -1,0 +1,150 @@
+"""``ImageClassifier``: data preprocessor + backbone + linear head (+ optional alignment heads for training).
+
+At inference the model is exactly backbone + head; alignment heads (LICO) only add training losses and are left
+out of :meth:`ImageClassifier.inference_state_dict`.
+
+Example:
+    >>> import torch
+    >>> from registry import MODELS
+    >>> model = MODELS.build(dict(
+    ...     type='ImageClassifier',
+    ...     backbone=dict(type='TimmBackbone', model_name='resnet18'),
+    ...     head=dict(type='LinearClsHead', num_classes=3),
+    ...     class_names=['cat', 'dog', 'bird']))
+    >>> tuple(model(torch.randn(2, 3, 64, 64)).shape)     # mode='tensor': logits
+    (2, 3)
+    >>> model.explain_meta['target_layer']
+    'backbone.model.layer4'
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from mmengine.model import BaseModel
+from torch import nn
+
+from registry import BACKBONES, HEADS, MODELS
+from registry.errors import ConfigError
+
+from ..structures import DataSample, stack_field
+from .backbones.timm_backbone import BackboneOutput
+
+
+@MODELS.register_module()
+class ImageClassifier(BaseModel):
+    """An image classifier in mmengine's ``loss`` / ``predict`` / ``tensor`` protocol.
+
+    Args:
+        backbone: config of a ``BACKBONES`` component returning :class:`BackboneOutput`.
+        head: config of a classification head (``HEADS``); ``in_channels`` defaults to the backbone's width.
+        data_preprocessor: config (``MODELS``); mean/std default to the backbone's timm preprocessing config.
+        alignment_heads: configs of ``HEADS`` components adding training-only losses. Each must provide
+            ``loss(features: BackboneOutput, labels: Tensor, data_samples: list) -> dict[str, Tensor]`` and may
+            provide ``set_class_names(names)``; their weights never reach inference or export.
+        class_names: the classes, in label order (set from the dataset by ``ClassNamesHook`` when ``None``).
+        init_cfg: mmengine weight-init config.
+    """
+
+    def __init__(self, backbone: dict, head: dict, data_preprocessor: dict | None = None,
+                 alignment_heads: Sequence[dict] | None = None, class_names: Sequence[str] | None = None,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.backbone = BACKBONES.build(backbone) if isinstance(backbone, dict) else backbone
+        if isinstance(head, dict):
+            head = HEADS.build(head, default_args=dict(in_channels=self.backbone.num_features))
+        self.head = head
+        pre_cfg = dict(type='ClsDataPreprocessor') if data_preprocessor is None else dict(data_preprocessor)
+        self.data_preprocessor = MODELS.build(pre_cfg)
+        if not getattr(self.data_preprocessor, 'mean_std_set', True):
+            cfg = getattr(self.backbone, 'pretrained_cfg', {})
+            self.data_preprocessor.set_mean_std([255 * m for m in cfg.get('mean', (0.485, 0.456, 0.406))],
+                                                [255 * s for s in cfg.get('std', (0.229, 0.224, 0.225))])
+        self.alignment_heads = nn.ModuleList(
+            HEADS.build(c, default_args=self._alignment_defaults()) if isinstance(c, dict) else c
+            for c in (alignment_heads or []))
+        self._class_names: list[str] | None = None
+        if class_names is not None:
+            self.class_names = list(class_names)
+
+    def _alignment_defaults(self) -> dict[str, Any]:
+        """Arguments every alignment head may rely on; subclasses extend this (documented in the LICO docs)."""
+        return {}
+
+    # --- metadata ---------------------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return int(self.head.num_classes)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, names: Sequence[str]) -> None:
+        names = [str(n) for n in names]
+        if len(names) != self.num_classes:
+            raise ConfigError(f'{len(names)} class names given but the head predicts {self.num_classes} classes '
+                              f'(model.head.num_classes={self.num_classes}). Set model.head.num_classes='
+                              f'{len(names)} or give {self.num_classes} names.')
+        self._class_names = names
+        for head in self.alignment_heads:
+            if hasattr(head, 'set_class_names'):
+                head.set_class_names(names)
+
+    @property
+    def dataset_meta(self) -> dict[str, Any]:
+        return {'classes': self._class_names}
+
+    @property
+    def explain_meta(self) -> dict[str, Any]:
+        """What explainers read about this model (documented in docs/adding_components.md)."""
+        bb = self.backbone
+        return {
+            'target_layer': 'backbone.' + bb.default_target_layer,
+            'patch_size': getattr(bb, 'patch_size', None),
+            'num_prefix_tokens': getattr(bb, 'num_prefix_tokens', 0),
+            'output_fmt': getattr(bb, 'output_fmt', 'NCHW'),
+            'class_names': self._class_names,
+        }
+
+    # --- mmengine protocol ------------------------------------------------------------------------------------
+    def extract_feat(self, inputs: torch.Tensor) -> BackboneOutput:
+        return self.backbone(inputs)
+
+    def forward(self, inputs: torch.Tensor, data_samples: list[DataSample] | None = None,
+                mode: str = 'tensor') -> Any:
+        if mode == 'tensor':
+            return self.head(self.extract_feat(inputs).pooled)
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
+
+    def loss(self, inputs: torch.Tensor, data_samples: list[DataSample]) -> dict[str, torch.Tensor]:
+        labels = stack_field(data_samples, 'gt_label')
+        if labels is None:
+            raise ValueError('Training needs gt_label in every data sample.')
+        labels = labels.to(inputs.device)
+        if int(labels.max()) >= self.num_classes or int(labels.min()) < 0:
+            raise ConfigError(f'Label {int(labels.max())} is out of range for a head with {self.num_classes} '
+                              'classes: the dataset and model.head.num_classes disagree.')
+        feats = self.extract_feat(inputs)
+        losses = dict(self.head.loss(feats.pooled, labels))
+        for head in self.alignment_heads:
+            losses.update(head.loss(feats, labels, data_samples))
+        return losses
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor, data_samples: list[DataSample] | None = None) -> list[DataSample]:
+        scores = self.head(self.extract_feat(inputs).pooled).softmax(-1)
+        samples = data_samples if data_samples is not None else [DataSample() for _ in range(len(scores))]
+        for sample, score in zip(samples, scores):
+            sample.set_pred_score(score)
+        return samples
+
+    def inference_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights needed at inference: backbone + head (+ preprocessor buffers), no alignment heads."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith('alignment_heads.')}

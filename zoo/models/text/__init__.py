@@ -1,0 +1,1 @@
+"""Text encoders and prompt learners (registry ``TEXT_ENCODERS``)."""

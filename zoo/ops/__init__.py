@@ -1,0 +1,1 @@
+"""Small numeric kernels with no model knowledge."""
