@@ -1,6 +1,9 @@
 """LICO's training overhead, measured side by side in one run.
 
-Prints two ratios (medians over interleaved repetitions, so background load hits both sides alike):
+Prints two ratios over interleaved repetitions (so background load hits both sides alike), from wall-clock medians,
+process CPU-time medians (all our threads) and wall-clock minima (the least disturbed repetition; the most robust
+figure on a shared machine), plus the same ratios in FLOPs (``torch.utils.flop_counter``: machine-independent).
+On a machine shared with other jobs, ``--threads 1`` gives far steadier timings than 2 threads competing for 2 cores.
 
 1. LICO training step / baseline training step: the same backbone, batch and optimizer; LICO adds the text branch
    and both alignment heads of a preset (target <= 1.15 at the CUB recipe: ResNet-50, 448 px, batch 8, 200 classes).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import sys
 import time
@@ -49,10 +53,20 @@ CUB_NAMES = ['Black footed Albatross', 'Laysan Albatross', 'Sooty Albatross', 'G
              'Great Crested Flycatcher', 'Least Flycatcher', 'Olive sided Flycatcher']
 
 
-def _timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
+def _timed(fn: Callable[[], None]) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of ``fn()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def count_flops(fn: Callable[[], None]) -> float:
+    """GFLOPs of ``fn()`` (matmuls and convolutions, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
 
 
 def build_models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module, list[str]]:
@@ -66,7 +80,9 @@ def build_models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Mo
     baseline = MODELS.build(copy.deepcopy(base_cfg))
     text_branch = copy.deepcopy(preset.lico_text_branch.to_dict())
     text_branch['encoder'].update(pretrained=None, model_name=args.text_model)
-    spatial = int(baseline.backbone(torch.zeros(1, 3, args.img_size, args.img_size)).feature_map[0, 0].numel())
+    with torch.no_grad():
+        probe = baseline.eval().backbone(torch.zeros(1, 3, args.img_size, args.img_size))
+    spatial = int(probe.feature_map[0, 0].numel())
     lico = MODELS.build(dict(base_cfg, text_branch=text_branch,
                              alignment_heads=[h.to_dict() for h in preset.lico_alignment_heads],
                              alignment_defaults=dict(spatial_size=spatial)))
@@ -109,8 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     baseline, lico, names = build_models(args)
     baseline.train()
     lico.train()
-    opt_base = torch.optim.SGD(baseline.parameters(), lr=1e-4, momentum=0.9)
-    opt_lico = torch.optim.SGD([q for q in lico.parameters() if q.requires_grad], lr=1e-4, momentum=0.9)
+    # lr 0: the optimiser still runs, but random-init weights cannot drift into denormal/inf territory and skew timing
+    opt_base = torch.optim.SGD(baseline.parameters(), lr=0.0, momentum=0.9)
+    opt_lico = torch.optim.SGD([q for q in lico.parameters() if q.requires_grad], lr=0.0, momentum=0.9)
     gen = torch.Generator().manual_seed(0)
 
     def batch() -> tuple[torch.Tensor, list[DataSample]]:
@@ -131,43 +148,64 @@ def main(argv: list[str] | None = None) -> None:
         if out.sentence.requires_grad:
             (out.sentence.sum() + out.tokens.sum()).backward()
 
+    def naive_part(labels: torch.Tensor, classes: torch.Tensor) -> None:
+        out = naive_text(branch, labels, classes)
+        if out.sentence.requires_grad:
+            (out.sentence.sum() + out.tokens.sum()).backward()
+
     def naive(labels: torch.Tensor) -> None:
         for start in range(0, n_naive, args.naive_chunk):
-            classes = torch.arange(start, min(start + args.naive_chunk, n_naive))
-            out = naive_text(branch, labels, classes)
-            if out.sentence.requires_grad:
-                (out.sentence.sum() + out.tokens.sum()).backward()
+            naive_part(labels, torch.arange(start, min(start + args.naive_chunk, n_naive)))
 
-    times: dict[str, list[float]] = {'base': [], 'lico': [], 'ours': [], 'naive': []}
+    data = batch()
+    labels = torch.stack([s.gt_label for s in data[1]])
+    chunk = min(args.naive_chunk, len(names))
+    flops = {'base': count_flops(functools.partial(step, baseline, opt_base, data)),
+             'lico': count_flops(functools.partial(step, lico, opt_lico, data)),
+             'ours': count_flops(functools.partial(ours, labels)),
+             'naive': count_flops(functools.partial(naive_part, labels, torch.arange(chunk))) * len(names) / chunk}
+    branch.zero_grad(set_to_none=True)
+    times: dict[str, list[tuple[float, float]]] = {'base': [], 'lico': [], 'ours': [], 'naive': []}
     for rep in range(args.reps + 1):
         data = batch()
-        t_base, t_lico = _timed(lambda: step(baseline, opt_base, data)), _timed(lambda: step(lico, opt_lico, data))
         labels = torch.stack([s.gt_label for s in data[1]])
-        t_ours = _timed(lambda: ours(labels))
-        t_naive = _timed(lambda: naive(labels)) if rep in (1, args.reps) or args.reps == 1 else None
+        if rep % 2:  # alternate the order, so that neither side always runs second
+            t_base = _timed(functools.partial(step, baseline, opt_base, data))
+            t_lico = _timed(functools.partial(step, lico, opt_lico, data))
+        else:
+            t_lico = _timed(functools.partial(step, lico, opt_lico, data))
+            t_base = _timed(functools.partial(step, baseline, opt_base, data))
+        t_ours = _timed(functools.partial(ours, labels))
+        t_naive = _timed(functools.partial(naive, labels)) if rep in (1, args.reps) else None
         branch.zero_grad(set_to_none=True)
-        if rep == 0:
-            print(f'warm-up: baseline {t_base:.2f} s, LICO {t_lico:.2f} s, text branch {t_ours:.3f} s', flush=True)
-            continue
-        for k, v in (('base', t_base), ('lico', t_lico), ('ours', t_ours), ('naive', t_naive)):
-            if v is not None:
-                times[k].append(v)
-        print(f'rep {rep}: baseline {t_base:.2f} s  LICO {t_lico:.2f} s  ours {t_ours:.3f} s'
-              + (f'  naive {t_naive:.1f} s' if t_naive is not None else ''), flush=True)
+        line = (f'baseline {t_base[0]:.2f} s  LICO {t_lico[0]:.2f} s  ours {t_ours[0]:.3f} s'
+                + (f'  naive {t_naive[0]:.1f} s' if t_naive is not None else '') + '  (wall)')
+        print(('warm-up: ' if rep == 0 else f'rep {rep}: ') + line, flush=True)
+        if rep:
+            for k, v in (('base', t_base), ('lico', t_lico), ('ours', t_ours), ('naive', t_naive)):
+                if v is not None:
+                    times[k].append(v)
 
-    med = {k: statistics.median(v) for k, v in times.items()}
-    naive_full = med['naive'] * len(names) / n_naive
+    def med(key: str, i: int) -> float:
+        return statistics.median(t[i] for t in times[key]) if i < 2 else min(t[0] for t in times[key])
+
+    scale = len(names) / n_naive
     enc = branch.encoder
     print(f'\nsetting: {args.backbone} {args.img_size}px batch {args.batch}, {len(names)} classes, preset '
           f"lico_{args.preset} (encoder {'frozen' if enc.frozen else 'trainable'}, {type(branch.prompt).__name__} "
           f'n_ctx {branch.prompt.n_ctx} x {branch.n_variants} variants), {args.threads} threads, '
-          f'medians of {args.reps} interleaved reps')
-    print(f"baseline step {med['base']:.3f} s | LICO step {med['lico']:.3f} s | "
-          f"LICO / baseline = {med['lico'] / med['base']:.3f}  (target <= 1.15)")
-    scaled = '' if n_naive == len(names) else f' (timed on {n_naive} classes, scaled x{len(names) / n_naive:g})'
-    print(f"text branch fwd+bwd: ours {med['ours']:.3f} s | naive {naive_full:.2f} s{scaled} "
-          f"({len(names)} classes x {branch.n_variants} variants x {enc.context_length} tokens) | "
-          f"ours / naive = {med['ours'] / naive_full:.4f}  (target <= 0.2)")
+          f'{args.reps} interleaved reps (naive: {len(times["naive"])})')
+    for i, kind in ((0, 'wall median'), (1, 'CPU-time median'), (2, 'wall min')):
+        base, lico_t, our, nai = med('base', i), med('lico', i), med('ours', i), med('naive', i) * scale
+        print(f'[{kind}] baseline step {base:.3f} s | LICO step {lico_t:.3f} s | LICO / baseline = '
+              f'{lico_t / base:.3f} (target <= 1.15) || text branch fwd+bwd: ours {our:.3f} s | naive {nai:.2f} s '
+              f'| ours / naive = {our / nai:.4f} (target <= 0.2)')
+    print(f"[GFLOPs] baseline step {flops['base']:.1f} | LICO step {flops['lico']:.1f} | LICO / baseline = "
+          f"{flops['lico'] / flops['base']:.3f} || text branch: ours {flops['ours']:.2f} | naive {flops['naive']:.1f} "
+          f"| ours / naive = {flops['ours'] / flops['naive']:.4f}")
+    scaled = '' if n_naive == len(names) else f'; naive timed on {n_naive} classes and scaled x{scale:g}'
+    print(f'naive = {len(names)} classes x {branch.n_variants} variants x {enc.context_length} tokens, no prefix '
+          f'sharing{scaled}')
 
 
 if __name__ == '__main__':

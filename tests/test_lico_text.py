@@ -74,6 +74,14 @@ def test_prompt_shapes_and_frozen_gradients(design: str, which: str, request: py
     branch.prompt.ctx.grad = None
 
 
+def test_trainable_encoder_receives_gradient(tiny_clip: str) -> None:
+    enc = TEXT_ENCODERS.build(dict(type='OpenCLIPTextEncoder', model_name=tiny_clip, pretrained=None, frozen=False))
+    assert enc.train().training
+    _branch(enc, 'RolledPromptLearner')(torch.tensor([0, 2])).sentence.sum().backward()
+    assert enc.tower.transformer.resblocks[0].mlp.c_fc.weight.grad.abs().sum() > 0
+    assert enc.tower.text_projection.grad.abs().sum() > 0
+
+
 def test_class_specific_context_only_gets_gradient_of_present_classes(clip_encoder) -> None:
     branch = _branch(clip_encoder, 'ClassSpecificPromptLearner')
     branch(torch.tensor([1, 4])).sentence.sum().backward()
@@ -129,7 +137,9 @@ def test_cache_when_nothing_upstream_is_trainable(clip_encoder) -> None:
     branch = _branch(clip_encoder, 'SharedPromptLearner')
     live = branch(torch.tensor([2, 0]))
     assert branch._cache is None
-    branch.prompt.requires_grad_(False)
+    frozen = _branch(clip_encoder, 'SharedPromptLearner', learnable=False)
+    frozen.prompt.load_state_dict(branch.prompt.state_dict())
+    branch = frozen
     cached = branch(torch.tensor([2, 0]))
     assert branch._cache is not None and not cached.sentence.requires_grad
     assert torch.allclose(cached.sentence, live.sentence, atol=1e-5)

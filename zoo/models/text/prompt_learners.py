@@ -44,12 +44,13 @@ class PromptLearner(nn.Module):
             ``'front'``.
         shuffle: permute the context tokens randomly at every training forward (the same permutation for all
             classes of the step).
+        learnable: train the context (``False`` freezes it; with a frozen encoder the branch then caches).
     """
 
     class_specific = False
 
     def __init__(self, width: int, num_classes: int, n_ctx: int = 12, init_std: float = 0.02,
-                 class_position: str = 'end', shuffle: bool = False) -> None:
+                 class_position: str = 'end', shuffle: bool = False, learnable: bool = True) -> None:
         super().__init__()
         if class_position not in _POSITIONS:
             raise ConfigError(f'class_position must be one of {_POSITIONS}, got {class_position!r}.')
@@ -57,7 +58,7 @@ class PromptLearner(nn.Module):
             raise ConfigError(f'n_ctx must be >= 1, got {n_ctx}.')
         self.width, self.num_classes, self.n_ctx = width, num_classes, n_ctx
         self.init_std, self.class_position, self.shuffle = init_std, class_position, shuffle
-        self.ctx = nn.Parameter(self._init_context())
+        self.ctx = nn.Parameter(self._init_context(), requires_grad=learnable)
 
     def _init_context(self) -> torch.Tensor:
         """``[V, K or 1, n_ctx, width]`` initial context."""
@@ -138,8 +139,8 @@ class ClassSpecificPromptLearner(PromptLearner):
     class_specific = True
 
     def __init__(self, width: int, num_classes: int, n_ctx: int = 12, init_std: float = 0.02,
-                 class_position: str = 'middle', shuffle: bool = False) -> None:
-        super().__init__(width, num_classes, n_ctx, init_std, class_position, shuffle)
+                 class_position: str = 'middle', shuffle: bool = False, learnable: bool = True) -> None:
+        super().__init__(width, num_classes, n_ctx, init_std, class_position, shuffle, learnable)
 
     def _init_context(self) -> torch.Tensor:
         return torch.randn(1, self.num_classes, self.n_ctx, self.width) * self.init_std
@@ -158,10 +159,10 @@ class RolledPromptLearner(PromptLearner):
     """
 
     def __init__(self, width: int, num_classes: int, n_ctx: int = 12, init_std: float = 0.02,
-                 class_position: str = 'end', shuffle: bool = False, n_variants: int | None = None,
-                 distinct_rolls: bool = False) -> None:
+                 class_position: str = 'end', shuffle: bool = False, learnable: bool = True,
+                 n_variants: int | None = None, distinct_rolls: bool = False) -> None:
         self._n_variants, self.distinct_rolls = n_variants or n_ctx, distinct_rolls
-        super().__init__(width, num_classes, n_ctx, init_std, class_position, shuffle)
+        super().__init__(width, num_classes, n_ctx, init_std, class_position, shuffle, learnable)
 
     def _init_context(self) -> torch.Tensor:
         base = torch.randn(self.n_ctx, self.width) * self.init_std
