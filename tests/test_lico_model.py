@@ -29,14 +29,14 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _lico_cfg(tiny_clip: str, **over) -> dict:
     cfg = dict(
         type='ImageClassifier',
-        backbone=dict(type='TimmBackbone', model_name='resnet18', pretrained=False),
+        backbone=dict(type='TimmBackbone', model_name='resnet10t', pretrained=False),
         head=dict(type='LinearClsHead', num_classes=3),
         text_branch=dict(type='LICOTextBranch',
                          encoder=dict(type='OpenCLIPTextEncoder', model_name=tiny_clip, pretrained=None),
                          prompt=dict(type='RolledPromptLearner', n_ctx=4)),
         alignment_heads=[dict(type='ManifoldAlignmentHead', weight=10.0),
                          dict(type='OTAlignmentHead', weight=1.0)],
-        alignment_defaults=dict(spatial_size=2 * 2),  # resnet18 at 64 px
+        alignment_defaults=dict(spatial_size=2 * 2),  # resnet10t at 64 px
         class_names=CLASSES)
     cfg.update(over)
     return cfg
@@ -61,7 +61,7 @@ def test_lico_losses_and_gradients(tiny_clip: str) -> None:
     assert grads['text_branch.prompt.ctx'].abs().sum() > 0
     assert grads['alignment_heads.0.temperature'] is not None
     assert grads['alignment_heads.1.projection.0.weight'].abs().sum() > 0
-    assert grads['backbone.model.conv1.weight'].abs().sum() > 0
+    assert grads['backbone.model.conv1.0.weight'].abs().sum() > 0
     assert all(g is None for n, g in grads.items() if n.startswith('text_branch.encoder'))  # frozen CLIP
 
 
@@ -77,7 +77,7 @@ def test_trained_lico_model_predicts_like_plain_timm(tiny_clip: str) -> None:
     model.eval()
     weights = model.inference_state_dict()
     assert not [k for k in weights if k.startswith(('text_branch', 'alignment_heads'))]
-    plain = timm.create_model('resnet18', num_classes=3).eval()
+    plain = timm.create_model('resnet10t', num_classes=3).eval()
     backbone = {k[len('backbone.model.'):]: v for k, v in weights.items() if k.startswith('backbone.model.')}
     head = {k[len('head.'):]: v for k, v in weights.items() if k.startswith('head.fc.')}
     plain.load_state_dict({**backbone, **head}, strict=True)

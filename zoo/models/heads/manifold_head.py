@@ -10,7 +10,7 @@ Example:
     >>> from registry import HEADS
     >>> head = HEADS.build(dict(type='ManifoldAlignmentHead', sign=-1))
     >>> img, txt = torch.randn(4, 16), torch.randn(4, 8)
-    >>> float(head.manifold_loss(img, txt)) >= 0
+    >>> bool(head.manifold_loss(img, txt) >= 0)
     True
 """
 from __future__ import annotations
@@ -31,7 +31,8 @@ def pairwise_distances(x: torch.Tensor, normalize: bool = True, min_sq: float = 
     """``[B, B]`` Euclidean distances of the rows of ``x`` (``sqrt(clamp(d², min_sq))``: the diagonal is 0.01).
 
     Example:
-        >>> pairwise_distances(torch.eye(2), normalize=False).round(decimals=4).tolist()
+        >>> d = pairwise_distances(torch.eye(2), normalize=False)
+        >>> [[round(v, 4) for v in row] for row in d.tolist()]
         [[0.01, 1.4142], [1.4142, 0.01]]
     """
     x = x.flatten(1).float()
