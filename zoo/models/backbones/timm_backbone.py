@@ -20,7 +20,6 @@ from torch import nn
 from registry import BACKBONES
 from registry.errors import CheckpointError, ConfigError, did_you_mean
 
-
 _GENERIC_CONTAINERS = ('stages', 'blocks', 'features', 'layers')
 
 
@@ -77,11 +76,14 @@ class TimmBackbone(nn.Module):
         target_layer: dotted name (relative to this backbone) that explainers target by default; found
             automatically when ``None`` (the module that produces the last feature map; ``norm1`` of the last
             block for vision transformers).
+        freeze_until: dotted name of a module of the timm model (``'layer3'``, ``'blocks.4'``); every module
+            registered before it is frozen (no gradient, BatchNorm statistics fixed in training). ``None``
+            trains everything.
         **timm_kwargs: passed to ``timm.create_model`` (``output_stride``, ``drop_path_rate``, ``img_size``, ...).
     """
 
     def __init__(self, model_name: str, pretrained: bool | str = False, target_layer: str | None = None,
-                 **timm_kwargs: Any) -> None:
+                 freeze_until: str | None = None, **timm_kwargs: Any) -> None:
         super().__init__()
         timm_kwargs.pop('num_classes', None)
         self.model_name = model_name
@@ -92,6 +94,29 @@ class TimmBackbone(nn.Module):
         patch = getattr(getattr(self.model, 'patch_embed', None), 'patch_size', None)
         self.patch_size: tuple[int, int] | None = tuple(patch) if patch is not None else None
         self._target_layer = target_layer
+        self.frozen_modules = self._freeze(freeze_until) if freeze_until else []
+
+    def _freeze(self, boundary: str) -> list[nn.Module]:
+        names = [n for n, _ in self.model.named_modules()]
+        if boundary not in names:
+            raise ConfigError(f'freeze_until={boundary!r} is not a module of timm {self.model_name!r}.'
+                              f'{did_you_mean(boundary, names)} Top-level modules: '
+                              f"{', '.join(n for n, _ in self.model.named_children())}.")
+        frozen = []
+        for name, module in self.model.named_modules():
+            if name == boundary or name.startswith(boundary + '.'):
+                break
+            if name and not boundary.startswith(name + '.'):  # modules before the boundary, not its ancestors
+                frozen.append(module)
+                for p in module.parameters(recurse=False):
+                    p.requires_grad_(False)
+        return frozen
+
+    def train(self, mode: bool = True) -> TimmBackbone:
+        super().train(mode)
+        for module in self.frozen_modules:
+            module.eval()
+        return self
 
     # --- metadata ---------------------------------------------------------------------------------------------
     @property
