@@ -3,9 +3,10 @@
 Each entry of :data:`DEMO_RUNS` is trained with its config, tested on the 1,000-image test split, and its
 checkpoint, log and metrics JSON are listed. Other features add their columns/rows by extending ``DEMO_RUNS``.
 
-Example:
-    >>> from zoo.apis.demo import run_demo
-    >>> results = run_demo('work_dirs/demo')      # doctest: +SKIP
+Example::
+
+    from zoo.apis.demo import run_demo
+    results = run_demo('work_dirs/demo')
 """
 from __future__ import annotations
 

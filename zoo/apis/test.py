@@ -1,9 +1,10 @@
 """``test()``: what ``tools/test.py`` runs.
 
-Example:
-    >>> from zoo.apis import test
-    >>> metrics = test('configs/demo_baseline_fmnist.py', 'work_dirs/demo/epoch_1.pth')  # doctest: +SKIP
-    >>> metrics['accuracy/top1']                                                          # doctest: +SKIP
+Example::
+
+    from zoo.apis import test
+    metrics = test('configs/efficientnetlite0_baseline_clutteredfmnist.py', 'epoch_1.pth')
+    metrics['accuracy/top1']
 """
 from __future__ import annotations
 
