@@ -1,4 +1,9 @@
-"""Runner extensions (hooks, loops, schedulers); registered in ``HOOKS``/``LOOPS``/``PARAM_SCHEDULERS``."""
+"""Runner extensions: hooks (``HOOKS``), loops (``LOOPS``), schedulers (``PARAM_SCHEDULERS``) and the trusted
+local checkpoint loader. Importing this package registers them."""
+from .checkpoint import register_trusted_local_loader
+from .hooks import ClassNamesHook
 from .schedulers import FixMatchCosineLR
 
-__all__ = ['FixMatchCosineLR']
+register_trusted_local_loader()
+
+__all__ = ['ClassNamesHook', 'FixMatchCosineLR', 'register_trusted_local_loader']
