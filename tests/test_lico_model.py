@@ -102,3 +102,9 @@ def test_alignment_heads_without_text_branch_explain_themselves(tiny_clip: str) 
     model = MODELS.build(_lico_cfg(tiny_clip, text_branch=None, alignment_heads=[dict(type='ManifoldAlignmentHead')]))
     with pytest.raises(ConfigError, match='text_branch'):
         model.loss(*_batch())
+
+
+def test_no_text_branch_without_alignment_heads(tiny_clip: str) -> None:
+    # what the test and inference tools build from a LICO config: backbone + head only, no text encoder
+    model = MODELS.build(_lico_cfg(tiny_clip, alignment_heads=[]))
+    assert model.text_branch is None and not any(k.startswith('text_branch') for k in model.state_dict())

@@ -50,7 +50,8 @@ class ImageClassifier(BaseModel):
         class_names: the classes, in label order (set from the dataset by ``ClassNamesHook`` when ``None``).
         text_branch: config of a ``TEXT_ENCODERS`` branch (``LICOTextBranch``: text encoder + prompt learner) whose
             features the alignment heads compare with the image features; ``num_classes`` is filled in. Training
-            only: :meth:`predict` never runs it and :meth:`inference_state_dict` drops it.
+            only: it is not built when there are no alignment heads (what the test and inference tools build),
+            :meth:`predict` never runs it and :meth:`inference_state_dict` drops it.
         alignment_defaults: extra constructor arguments for every alignment head that takes them, e.g.
             ``dict(spatial_size=14 * 14)`` (the backbone's feature-map size at the recipe's resolution, for
             ``OTAlignmentHead``), so that a recipe can reuse a preset's head configs unchanged.
@@ -72,6 +73,8 @@ class ImageClassifier(BaseModel):
             cfg = getattr(self.backbone, 'pretrained_cfg', {})
             self.data_preprocessor.set_mean_std([255 * m for m in cfg.get('mean', (0.485, 0.456, 0.406))],
                                                 [255 * s for s in cfg.get('std', (0.229, 0.224, 0.225))])
+        if not alignment_heads:
+            text_branch = None  # it only feeds alignment heads: inference/test configs drop them, so no CLIP is built
         if isinstance(text_branch, dict):
             text_branch = TEXT_ENCODERS.build(text_branch, default_args=dict(num_classes=self.num_classes))
         self.text_branch = text_branch
