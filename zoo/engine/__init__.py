@@ -2,7 +2,8 @@
 local checkpoint loader. Importing this package registers them."""
 from .checkpoint import register_trusted_local_loader
 from .hooks import ClassNamesHook
+from .schedulers import FixMatchCosineLR
 
 register_trusted_local_loader()
 
-__all__ = ['ClassNamesHook', 'register_trusted_local_loader']
+__all__ = ['ClassNamesHook', 'FixMatchCosineLR', 'register_trusted_local_loader']
