@@ -114,11 +114,11 @@ def test_cli_with_a_model_loader(model, image_dir: Path, monkeypatch, capsys):
     tool = _tool()
     out = image_dir / 'cli'
     code = tool.run(['cfg.py', 'ckpt.pth', str(image_dir / 'imgs'), '--method', 'gradcam,eigencam', '--method',
-                     'rise', '--target', 'bird', '--out', str(out), '--size', '48', '--no-progress',
+                     'layercam', '--target', 'bird', '--out', str(out), '--size', '48', '--no-progress',
                      '--cfg-options', 'model.head.num_classes=3'])
     assert code == 0
     assert calls == [('cfg.py', 'ckpt.pth', 'cpu', {'model.head.num_classes': 3})]
-    assert (out / 'grid.png').exists() and (out / 'b_rise.png').exists() and (out / 'a_eigencam.png').exists()
+    assert (out / 'grid.png').exists() and (out / 'b_layercam.png').exists() and (out / 'a_eigencam.png').exists()
     assert '2 image(s) x 3 method(s) -> 7 PNG(s)' in capsys.readouterr().out
     code = tool.run(['cfg.py', 'ckpt.pth', str(image_dir / 'nope'), '--out', str(out)])
     err = capsys.readouterr().err.strip()
