@@ -106,12 +106,13 @@ class XZooRegistry(Registry):
         given = {k for k in cfg if k not in ('type', '_scope_')} | set(default_args or {}) - {'type'}
         name = getattr(obj_cls, '__name__', str(obj_type))
         takes = [p for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            unknown = sorted({k for k in cfg if k not in ('type', '_scope_')} - {p.name for p in takes})
+        accepted = _accepted_arguments(obj_cls)
+        if accepted is not None:
+            unknown = sorted({k for k in cfg if k not in ('type', '_scope_')} - set(accepted))
             if unknown:
-                hint = did_you_mean(unknown[0], [p.name for p in takes])
+                hint = did_you_mean(unknown[0], accepted)
                 raise ConfigError(f'{self.display_name} {name!r} got unknown argument {unknown[0]!r}.{hint} '
-                                  f"It takes: {', '.join(p.name for p in takes) or 'no arguments'}.")
+                                  f"It takes: {', '.join(accepted) or 'no arguments'}.")
         missing = [p.name for p in takes if p.default is p.empty and p.name not in given]
         if missing:
             raise ConfigError(f'{self.display_name} {name!r} needs argument {missing[0]!r}, which the config does '
@@ -150,12 +151,33 @@ class XZooRegistry(Registry):
         return msg
 
 
+def _accepted_arguments(obj: Any) -> list[str] | None:
+    """Keyword arguments ``obj`` accepts, following ``**kwargs`` up the class hierarchy; ``None`` if open-ended."""
+    if not inspect.isclass(obj):
+        levels = [obj]
+    else:
+        levels = [k.__init__ for k in obj.__mro__ if '__init__' in vars(k) and k is not object]
+    names: list[str] = []
+    for fn in levels:
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        if params and params[0].name == 'self':
+            params = params[1:]
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
 def _child(display: str, parent: Registry, locations: list[str] | None = None) -> XZooRegistry:
     return XZooRegistry(display, parent.name, parent=parent, locations=locations)
 
 
 # --- registries with xzoo components --------------------------------------------------------------------------
-MODELS = _child('MODELS', MMENGINE_MODELS, ['zoo.models'])
+MODELS = _child('MODELS', MMENGINE_MODELS, ['mmengine.model', 'zoo.models'])
 """Whole models (``ImageClassifier``) and data preprocessors."""
 BACKBONES = XZooRegistry('BACKBONES', 'backbone', locations=['zoo.models.backbones'])
 """Feature extractors (``TimmBackbone``)."""
@@ -169,35 +191,37 @@ EXPLAINERS = XZooRegistry('EXPLAINERS', 'explainer', locations=['zoo.explainers'
 """Saliency explainers (Grad-CAM family, RISE, ...)."""
 EXPLANATION_METRICS = XZooRegistry('EXPLANATION_METRICS', 'explanation metric', locations=['zoo.metrics'])
 """Explanation-quality metrics (insertion, deletion, pointing game, ...)."""
-METRICS = _child('METRICS', MMENGINE_METRICS, ['zoo.metrics'])
+METRICS = _child('METRICS', MMENGINE_METRICS, ['mmengine.evaluator', 'zoo.metrics'])
 """mmengine evaluator metrics (``Accuracy``, explanation-metric wrapper)."""
-DATASETS = _child('DATASETS', MMENGINE_DATASETS, ['zoo.datasets'])
+DATASETS = _child('DATASETS', MMENGINE_DATASETS, ['mmengine.dataset', 'zoo.datasets'])
 """Datasets (``CUB200``, ``ClutteredFashionMNIST``, ``SyntheticShapes``)."""
 TRANSFORMS = _child('TRANSFORMS', MMENGINE_TRANSFORMS, ['zoo.datasets.transforms'])
 """Data transforms (torchvision v2, keeping boxes and masks aligned)."""
-HOOKS = _child('HOOKS', MMENGINE_HOOKS, ['zoo.engine'])
+HOOKS = _child('HOOKS', MMENGINE_HOOKS, ['mmengine.hooks', 'zoo.engine'])
 """Runner hooks."""
 
 # --- children of the other mmengine roots: found through the parent, no scope warnings ----------------------
-RUNNERS = _child('RUNNERS', MMENGINE_RUNNERS)
+# (the mmengine modules in `locations` fill the parents, e.g. mmengine.optim registers torch's optimizers, so a
+# lookup works before a Runner has imported them)
+RUNNERS = _child('RUNNERS', MMENGINE_RUNNERS, ['mmengine.runner'])
 RUNNER_CONSTRUCTORS = _child('RUNNER_CONSTRUCTORS', MMENGINE_RUNNER_CONSTRUCTORS)
-LOOPS = _child('LOOPS', MMENGINE_LOOPS, ['zoo.engine'])
-STRATEGIES = _child('STRATEGIES', MMENGINE_STRATEGIES)
-DATA_SAMPLERS = _child('DATA_SAMPLERS', MMENGINE_DATA_SAMPLERS)
-MODEL_WRAPPERS = _child('MODEL_WRAPPERS', MMENGINE_MODEL_WRAPPERS)
-WEIGHT_INITIALIZERS = _child('WEIGHT_INITIALIZERS', MMENGINE_WEIGHT_INITIALIZERS)
-OPTIMIZERS = _child('OPTIMIZERS', MMENGINE_OPTIMIZERS)
-OPTIM_WRAPPERS = _child('OPTIM_WRAPPERS', MMENGINE_OPTIM_WRAPPERS)
+LOOPS = _child('LOOPS', MMENGINE_LOOPS, ['mmengine.runner', 'zoo.engine'])
+STRATEGIES = _child('STRATEGIES', MMENGINE_STRATEGIES, ['mmengine._strategy'])
+DATA_SAMPLERS = _child('DATA_SAMPLERS', MMENGINE_DATA_SAMPLERS, ['mmengine.dataset'])
+MODEL_WRAPPERS = _child('MODEL_WRAPPERS', MMENGINE_MODEL_WRAPPERS, ['mmengine.model'])
+WEIGHT_INITIALIZERS = _child('WEIGHT_INITIALIZERS', MMENGINE_WEIGHT_INITIALIZERS, ['mmengine.model'])
+OPTIMIZERS = _child('OPTIMIZERS', MMENGINE_OPTIMIZERS, ['mmengine.optim'])
+OPTIM_WRAPPERS = _child('OPTIM_WRAPPERS', MMENGINE_OPTIM_WRAPPERS, ['mmengine.optim'])
 OPTIM_WRAPPER_CONSTRUCTORS = _child('OPTIM_WRAPPER_CONSTRUCTORS', MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
-                                    ['zoo.engine'])
-PARAM_SCHEDULERS = _child('PARAM_SCHEDULERS', MMENGINE_PARAM_SCHEDULERS, ['zoo.engine'])
-EVALUATOR = _child('EVALUATOR', MMENGINE_EVALUATOR)
+                                    ['mmengine.optim', 'zoo.engine'])
+PARAM_SCHEDULERS = _child('PARAM_SCHEDULERS', MMENGINE_PARAM_SCHEDULERS, ['mmengine.optim', 'zoo.engine'])
+EVALUATOR = _child('EVALUATOR', MMENGINE_EVALUATOR, ['mmengine.evaluator'])
 TASK_UTILS = _child('TASK_UTILS', MMENGINE_TASK_UTILS)
-VISUALIZERS = _child('VISUALIZERS', MMENGINE_VISUALIZERS)
-VISBACKENDS = _child('VISBACKENDS', MMENGINE_VISBACKENDS)
-LOG_PROCESSORS = _child('LOG_PROCESSORS', MMENGINE_LOG_PROCESSORS)
+VISUALIZERS = _child('VISUALIZERS', MMENGINE_VISUALIZERS, ['mmengine.visualization'])
+VISBACKENDS = _child('VISBACKENDS', MMENGINE_VISBACKENDS, ['mmengine.visualization'])
+LOG_PROCESSORS = _child('LOG_PROCESSORS', MMENGINE_LOG_PROCESSORS, ['mmengine.runner'])
 INFERENCERS = _child('INFERENCERS', MMENGINE_INFERENCERS)
-FUNCTIONS = _child('FUNCTIONS', MMENGINE_FUNCTIONS)
+FUNCTIONS = _child('FUNCTIONS', MMENGINE_FUNCTIONS, ['mmengine.dataset'])
 
 ALL: dict[str, XZooRegistry] = {r.display_name: r for r in (
     MODELS, BACKBONES, HEADS, LOSSES, TEXT_ENCODERS, EXPLAINERS, EXPLANATION_METRICS, METRICS, DATASETS, TRANSFORMS,

@@ -1,0 +1,53 @@
+"""Building an mmengine Runner from a checked xzoo config (shared by train and test)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mmengine.config import Config
+
+from .config import validate_config
+
+
+def default_work_dir(config: Any) -> str:
+    stem = os.path.splitext(os.path.basename(os.fspath(config)))[0] if isinstance(config, (str, os.PathLike)) \
+        else 'xzoo'
+    return os.path.join('.', 'work_dirs', stem)
+
+
+def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: str) -> Config:
+    """Fill in what every xzoo run needs: work_dir, launcher, ClassNamesHook, a CPU-capable DDP backend."""
+    import torch
+
+    if work_dir:
+        cfg.work_dir = work_dir
+    elif not cfg.get('work_dir'):
+        cfg.work_dir = default_work_dir(config)
+    cfg.launcher = launcher
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(isinstance(h, dict) and h.get('type') == 'ClassNamesHook' for h in hooks):
+        hooks.insert(0, dict(type='ClassNamesHook'))
+    cfg.custom_hooks = hooks
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if isinstance(loader, dict) and not loader.get('num_workers'):
+            loader['persistent_workers'] = False  # torch refuses persistent workers without workers
+    if not torch.cuda.is_available():
+        env = cfg.setdefault('env_cfg', {})
+        dist = env.setdefault('dist_cfg', {})
+        if dist.get('backend', 'nccl') == 'nccl':
+            dist['backend'] = 'gloo'
+    validate_config(cfg)
+    return cfg
+
+
+def build_runner(cfg: Config) -> Any:
+    from mmengine.runner import Runner
+
+    from registry import RUNNERS
+    from zoo.engine import register_trusted_local_loader
+
+    register_trusted_local_loader()
+    if cfg.get('runner_type'):
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,51 @@
+"""``train()``: what ``tools/train.py`` runs.
+
+Example::
+
+    from zoo.apis import train
+    runner = train('configs/efficientnetlite0_baseline_clutteredfmnist.py')
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from registry.errors import CheckpointError, ConfigError
+
+from ._runner import build_runner, prepare_runtime
+from .config import load_config
+
+
+def train(config: Any, work_dir: str | None = None, resume: str | None = None, amp: bool = False,
+          cfg_options: Iterable[str] | Mapping[str, Any] | None = None, launcher: str = 'none') -> Any:
+    """Train a model from a config with mmengine's Runner and return the Runner.
+
+    Args:
+        config: config file path (or a ``Config``/dict).
+        work_dir: where checkpoints and logs go (default ``./work_dirs/<config name>``).
+        resume: ``'auto'`` resumes from the newest checkpoint in ``work_dir`` (or starts fresh if there is none);
+            a path resumes from that checkpoint (model, optimizer, scheduler, RNG and iteration).
+        amp: mixed precision (mmengine's ``AmpOptimWrapper``; needs a GPU).
+        cfg_options: checked overrides, e.g. ``['model.backbone.pretrained=False']``.
+        launcher: ``'none'`` or ``'pytorch'`` (under ``torchrun``).
+    """
+    cfg = load_config(config, cfg_options)
+    prepare_runtime(cfg, work_dir, config, launcher)
+    if amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); none is available here. '
+                              'Run without --amp.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif resume:
+        if not os.path.isfile(resume):
+            raise CheckpointError(f'--resume {resume!r}: no such checkpoint file. Use --resume (or --resume auto) '
+                                  "to continue from the newest checkpoint in the work_dir.")
+        cfg.resume, cfg.load_from = True, resume
+    runner = build_runner(cfg)
+    runner.train()
+    return runner

@@ -1,0 +1,124 @@
+"""``CUB200``: Caltech-UCSD Birds-200-2011 read from its official folder, with boxes and (optional) masks.
+
+Layout of ``data_root`` (the official ``CUB_200_2011`` folder)::
+
+    images.txt                 <image_id> <class_folder>/<file>.jpg
+    classes.txt                <class_id> 001.Black_footed_Albatross
+    image_class_labels.txt     <image_id> <class_id>          (1-based)
+    train_test_split.txt       <image_id> <1 = train, 0 = test>
+    bounding_boxes.txt         <image_id> <x> <y> <width> <height>
+    images/<class_folder>/<file>.jpg
+    segmentations/<class_folder>/<file>.png   (optional; from the separate CUB segmentation release)
+
+Class names are human-readable: ``'001.Black_footed_Albatross'`` → ``'Black footed Albatross'``. A segmentation
+PNG is a soft annotator-agreement map; a pixel belongs to the mask when it is >= ``mask_threshold`` (128: a
+majority of annotators).
+
+Example:
+    >>> from zoo.datasets.cub import class_name_from_folder
+    >>> class_name_from_folder('001.Black_footed_Albatross')
+    'Black footed Albatross'
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from registry import DATASETS
+from registry.errors import DataError
+
+from .base import ClsDataset
+
+_FILES = ('images.txt', 'classes.txt', 'image_class_labels.txt', 'train_test_split.txt')
+_URL = 'https://www.vision.caltech.edu/datasets/cub_200_2011/'
+
+
+def class_name_from_folder(folder: str) -> str:
+    """``'001.Black_footed_Albatross'`` → ``'Black footed Albatross'``."""
+    return folder.split('.', 1)[-1].replace('_', ' ').strip()
+
+
+def _read_table(path: str) -> dict[int, list[str]]:
+    table: dict[int, list[str]] = {}
+    try:
+        with open(path, encoding='utf-8') as fh:
+            for lineno, line in enumerate(fh, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                try:
+                    table[int(parts[0])] = parts[1:]
+                except ValueError as exc:
+                    raise DataError(f'{path}:{lineno}: expected "<id> ...", got {line.strip()!r}.') from exc
+    except FileNotFoundError as exc:
+        raise DataError(f'CUB200: {path!r} is missing. data_root must be the official CUB_200_2011 folder '
+                        f'holding {", ".join(_FILES)} and images/ ({_URL}).') from exc
+    return table
+
+
+@DATASETS.register_module()
+class CUB200(ClsDataset):
+    """CUB-200-2011 (200 bird species; 5,994 train / 5,794 test images).
+
+    Args:
+        data_root: the ``CUB_200_2011`` folder.
+        split: ``'train'`` or ``'test'`` (default: ``'test'`` when ``test_mode`` else ``'train'``).
+        with_box: attach the bounding box of ``bounding_boxes.txt``.
+        with_mask: attach the segmentation mask when ``segmentations/`` exists.
+        mask_threshold: grey level (0-255) from which a segmentation pixel counts as object.
+        **kwargs: ``pipeline``, ``test_mode``, ``indices``, ... as :class:`ClsDataset`.
+    """
+
+    def __init__(self, data_root: str, split: str | None = None, with_box: bool = True, with_mask: bool = True,
+                 mask_threshold: int = 128, **kwargs: Any) -> None:
+        if split not in (None, 'train', 'test'):
+            raise DataError(f"CUB200: split must be 'train' or 'test', got {split!r}.")
+        self.split = split or ('test' if kwargs.get('test_mode') else 'train')
+        self.with_box, self.with_mask, self.mask_threshold = with_box, with_mask, mask_threshold
+        super().__init__(data_root=data_root, **kwargs)
+
+    def load_data_list(self) -> list[dict[str, Any]]:
+        root = os.path.expanduser(self.data_root or '')
+        if not root or not os.path.isdir(root):
+            raise DataError(f'CUB200: data_root {root!r} does not exist. Download CUB_200_2011 from {_URL} and '
+                            'set --cfg-options train_dataloader.dataset.data_root=PATH (and val/test).')
+        images = _read_table(os.path.join(root, 'images.txt'))
+        classes = _read_table(os.path.join(root, 'classes.txt'))
+        labels = _read_table(os.path.join(root, 'image_class_labels.txt'))
+        split = _read_table(os.path.join(root, 'train_test_split.txt'))
+        boxes = _read_table(os.path.join(root, 'bounding_boxes.txt')) if self.with_box else {}
+        if self.with_box and not boxes:
+            raise DataError(f'CUB200: {os.path.join(root, "bounding_boxes.txt")!r} is empty.')
+        class_ids = sorted(classes)
+        if class_ids != list(range(1, len(class_ids) + 1)):
+            raise DataError(f'CUB200: classes.txt must number classes 1..N, got ids {class_ids[:5]}...')
+        self._metainfo['classes'] = tuple(class_name_from_folder(classes[i][0]) for i in class_ids)
+        seg_root = os.path.join(root, 'segmentations')
+        use_masks = self.with_mask and os.path.isdir(seg_root)
+        want = '1' if self.split == 'train' else '0'
+        data_list = []
+        for image_id in sorted(images):
+            if split.get(image_id, [None])[0] != want:
+                continue
+            rel = images[image_id][0]
+            if image_id not in labels:
+                raise DataError(f'CUB200: image {image_id} ({rel}) has no label in image_class_labels.txt.')
+            info: dict[str, Any] = dict(img_path=os.path.join(root, 'images', rel),
+                                        gt_label=int(labels[image_id][0]) - 1, sample_idx=image_id)
+            if self.with_box:
+                if image_id not in boxes:
+                    raise DataError(f'CUB200: image {image_id} ({rel}) has no line in bounding_boxes.txt.')
+                x, y, w, h = (float(v) for v in boxes[image_id][:4])
+                info['gt_box'] = [x, y, x + w, y + h]
+            if use_masks:
+                mask_path = os.path.join(seg_root, os.path.splitext(rel)[0] + '.png')
+                if os.path.isfile(mask_path):
+                    info['gt_mask_path'] = mask_path
+            data_list.append(info)
+        return data_list
+
+    def load_sample(self, info: dict[str, Any]) -> dict[str, Any]:
+        if info.get('gt_mask_path'):
+            from .base import read_mask
+            info = dict(info, gt_mask=read_mask(info['gt_mask_path'], self.mask_threshold))
+        return super().load_sample(info)
