@@ -1,7 +1,7 @@
 """Ours ÷ pytorch-grad-cam wall time for GradCAM and ScoreCAM, measured side by side in one run.
 
 Same model (timm, random init), same input, same target (the predicted class), same device; calls alternate
-(ours, theirs, ours, theirs, ...) after one warm-up each, and the median of ``--repeats`` is reported. A
+(ours, theirs, theirs, ours, ...) after one warm-up each, and the median of ``--repeats`` is reported. A
 grad-cam call includes building its ``with`` context, as its README does; ours includes hook set-up and removal.
 
     python benchmarks/explainers.py                              # GradCAM + ScoreCAM, batch 32, 224 px, resnet18
@@ -50,9 +50,13 @@ def bench(method: str, model: torch.nn.Module, x: torch.Tensor, repeats: int, ch
         run_ours()
         run_theirs()
     t_ours, t_theirs = [], []
-    for _ in range(repeats):
-        t_ours.append(_time(run_ours))
-        t_theirs.append(_time(run_theirs))
+    for i in range(repeats):  # ABBA order, so a drift in machine load favours neither side
+        if i % 2 == 0:
+            t_ours.append(_time(run_ours))
+            t_theirs.append(_time(run_theirs))
+        else:
+            t_theirs.append(_time(run_theirs))
+            t_ours.append(_time(run_ours))
     o, t = statistics.median(t_ours), statistics.median(t_theirs)
     return {'ours_s': o, 'theirs_s': t, 'ratio': o / t}
 
