@@ -350,7 +350,7 @@ def test_nhwc_layer(alias):
     torch.testing.assert_close(maps, ref, atol=1e-5, rtol=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+@pytest.mark.gpu  # deselected by default (pyproject addopts); run with `pytest -m gpu` on a CUDA machine
 @pytest.mark.parametrize('alias', ALL)
 def test_maps_follow_the_images_device(alias):
     model = tiny_resnet().eval().cuda()
