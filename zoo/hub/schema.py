@@ -71,14 +71,18 @@ def to_json(obj: Any, where: str = 'config') -> Any:
                         'Write it in the config as a number, string, list or dict.')
 
 
-def _registered(name: str) -> bool:
-    """Whether ``name`` is registered in any xzoo registry (or its mmengine parent).
+_MODEL_REGISTRIES = ('MODELS', 'BACKBONES', 'HEADS', 'LOSSES', 'TEXT_ENCODERS')
+
+
+def _registered(name: str, pipeline: bool = False) -> bool:
+    """Whether ``name`` is registered where model parts (or, for ``pipeline``, transforms) are built.
 
     Looks names up in the registries' tables only: mmengine's ``get`` would import a module named ``name``.
     """
     import registry
 
-    return any(name in r.names(include_parents=True) for r in registry.ALL.values())
+    kinds = ('TRANSFORMS',) if pipeline else _MODEL_REGISTRIES
+    return any(name in registry.ALL[k].names(include_parents=True) for k in kinds)
 
 
 def check_components(tree: Any, source: str, where: str = 'model_args', pipeline: bool = False) -> None:
@@ -102,7 +106,7 @@ def check_components(tree: Any, source: str, where: str = 'model_args', pipeline
                                 'to false (the weights come from model.safetensors).')
         if key == 'type':
             ok = isinstance(value, str) and (_IDENT.match(value) or (pipeline and _TV_TRANSFORM.match(value)))
-            if not ok or (_IDENT.match(value) and not _registered(value)):
+            if not ok or (_IDENT.match(value) and not _registered(value, pipeline)):
                 raise _config_error(f'{source}: {where}.type = {value!r} is not the name of a registered xzoo '
                                     'component; refused (a config.json may only name registered components, '
                                     'never a module path). Install/import the plugin that registers it.')
