@@ -63,9 +63,14 @@ def test_demo_entry_explains_and_preprocesses(no_network, tmp_path):
 
 
 def test_pretrained_unpublished_entry_says_so(no_network):
-    with pytest.raises(CheckpointError, match=r"'lico-resnet50-cub' has no published weights .*not published yet"
-                                              r".*pretrained=False"):
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"'lico-resnet50-cub' has no published weights \(planned Hub repo "
+                                              r"'xzoo/lico-resnet50-cub'\).*zoo.download\('lico-resnet50-cub'\) yet"
+                                              r".*not published yet.*pretrained=False"):
         zoo.load('lico-resnet50-cub')
+    with pytest.raises(CheckpointError, match='has no published weights'):
+        zoo.download('lico-resnet50-cub')
+    assert time.perf_counter() - start < 2
 
 
 def test_pretrained_offline_cold_cache_fails_fast(offline_cold_cache, tmp_path):

@@ -115,7 +115,9 @@ def _resolve(src: ModelSource, pretrained: bool, cache_dir: str | None, local_fi
     fetch = dict(revision=entry.revision, cache_dir=cache_dir, local_files_only=local_files_only, name=entry.name)
     if pretrained and not entry.published:
         advice = '' if 'pretrained=False' in entry.note else ' Pass pretrained=False for random weights.'
-        raise CheckpointError(f"'{entry.name}' has no published weights ({entry.index}). "
+        repo = f" (planned Hub repo '{entry.hf_hub}')" if entry.hf_hub else ''
+        raise CheckpointError(f"'{entry.name}' has no published weights{repo}, so there is nothing to load or to "
+                              f"prefetch with zoo.download('{entry.name}') yet. "
                               f'{entry.note or "Its weights are not published yet."}{advice}')
     if entry.config is not None:
         config = read_config(entry.config)
