@@ -52,8 +52,8 @@ def recipe_config(recipe: str | os.PathLike, class_names: Sequence[str] | None =
 def index_configs(index: str | None = None, root: str = '.', write: bool = False) -> dict[str, str]:
     """Regenerate (``write=True``) or check the config JSONs of an index from its entries' recipes.
 
-    An entry's config comes from ``inference_recipe`` (when its own recipe has not landed, its inference twin)
-    or ``recipe``; its ``training`` block names the entry's recipe and method. Returns ``{name: status}`` with
+    An entry's config comes from its ``recipe``; its ``training`` block names the recipe and method. Returns
+    ``{name: status}`` with
     status ``'ok'``, ``'written'``, ``'differs'`` or ``'skipped: ...'``.
     """
     import json
@@ -62,7 +62,7 @@ def index_configs(index: str | None = None, root: str = '.', write: bool = False
 
     status: dict[str, str] = {}
     for entry in read_index(index or DEFAULT_INDEX):
-        recipe = entry.raw.get('inference_recipe') or entry.recipe
+        recipe = entry.recipe
         if not entry.config or not recipe:
             status[entry.name] = 'skipped: no config path or recipe in the index'
             continue
@@ -71,11 +71,6 @@ def index_configs(index: str | None = None, root: str = '.', write: bool = False
             continue
         fresh = recipe_config(os.path.join(root, recipe), recipe_name=entry.recipe, method=entry.method)
         fresh.pop('xzoo_version', None)
-        if recipe != entry.recipe:  # built from the inference twin: its training-only parts are not this entry's
-            training = fresh['training']
-            for key in ('alignment_heads', 'text_branch'):
-                training.pop(key, None)
-            training['inference_twin'] = recipe
         old = None
         if os.path.isfile(entry.config):
             with open(entry.config, encoding='utf-8') as fh:
