@@ -159,9 +159,10 @@ def load(name: str, pretrained: bool = True, device: str = 'cpu', cache_dir: str
             naming the repo and ``zoo.download``.
         trust_pickle: allow a ``.bin``/``.pth`` pickle when no safetensors file exists (it can run code).
 
-    Example:
-        >>> model = load('hf-hub:xzoo/lico-resnet50-cub', device='cuda')   # doctest: +SKIP
-        >>> maps = model.explain(load_images(model, ['bird.jpg']))          # doctest: +SKIP
+    Example::
+
+        model = load('hf-hub:xzoo/lico-resnet50-cub', device='cuda')
+        maps = model.explain(load_images(model, ['bird.jpg']))
     """
     from .attach import attach
     from .weights import load_weights
@@ -181,8 +182,9 @@ def download(name: str, cache_dir: str | None = None) -> str:
     """Fetch everything a later offline ``zoo.load(name)`` needs into the huggingface_hub cache; return the
     folder holding the weights. sha256 is checked for zoo entries.
 
-    Example:
-        >>> download('hf-hub:xzoo/lico-resnet50-cub')      # doctest: +SKIP
+    Example::
+
+        download('hf-hub:xzoo/lico-resnet50-cub')
         '/home/me/.cache/huggingface/hub/models--xzoo--lico-resnet50-cub/snapshots/0123abcd...'
     """
     from .weights import verify_sha256

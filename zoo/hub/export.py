@@ -303,8 +303,9 @@ def export_checkpoint(source: str | os.PathLike, out_dir: str | os.PathLike, con
                       trust_pickle: bool = True, **kwargs: Any) -> ExportResult:
     """:func:`save_pretrained` of a training work_dir or checkpoint (see :func:`find_checkpoint`).
 
-    Example:
-        >>> export_checkpoint('work_dirs/resnet50_lico_cub', 'export/lico-resnet50-cub')  # doctest: +SKIP
+    Example::
+
+        export_checkpoint('work_dirs/resnet50_lico_cub', 'export/lico-resnet50-cub')
     """
     model, cfg = load_trained(source, config, trust_pickle=trust_pickle)
     return save_pretrained(model, out_dir, cfg, **kwargs)

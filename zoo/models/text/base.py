@@ -125,8 +125,9 @@ class TextEncoder(nn.Module):
     def encode_text(self, texts: list[str]) -> TextFeatures:
         """Features of plain sentences: sentence ``[N, D]``, tokens ``[N, L, D]``, mask ``[N, L]``.
 
-        Example:
-            >>> enc.encode_text(['a photo of a cat']).sentence.shape   # doctest: +SKIP
+        Example::
+
+            enc.encode_text(['a photo of a cat']).sentence.shape
             torch.Size([1, 512])
         """
         out = self.encode(self.prompts_from_text(texts))

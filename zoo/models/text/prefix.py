@@ -6,8 +6,9 @@ prefix once per variant, keeps its keys and values per layer, and runs only the 
 period, end token) for each prompt, attending to the cached prefix keys/values. The result equals running the full
 sequences (checked in the tests) at a fraction of the cost.
 
-Example:
-    >>> supports_prefix_sharing(tower.transformer)   # doctest: +SKIP
+Example::
+
+    supports_prefix_sharing(tower.transformer)
     True
 """
 from __future__ import annotations
