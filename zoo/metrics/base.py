@@ -53,7 +53,8 @@ class MetricResult:
 
     Attributes:
         name: the metric's short name (``'insertion'``).
-        per_sample: float ``[B]`` on the CPU (float64 where computed so); ``NaN`` marks a sample the metric excludes (e.g. no object).
+        per_sample: float ``[B]`` on the CPU (float64 where computed so); ``NaN`` marks a sample the metric
+            excludes (e.g. no object).
         aggregate: the reported number over this batch (see the metric: a mean, or a mean of per-class means).
         curve: ``[B, T]`` per-sample curves (insertion/deletion scores per step, ROAD per percentile, ...) or
             ``None``; ``curve_x`` (``[T]``) gives their x values.
@@ -315,17 +316,20 @@ class ScoredMetric(ExplanationMetric):
         """``(classes [B], scores of those classes on the original images [B])``."""
         chunks = [logits_of(model, images[s:s + self.batch_size]) for s in range(0, images.shape[0], self.batch_size)]
         logits = torch.cat(chunks)
-        if self.scored_class == 'target':
-            if targets is None:
-                raise ConfigError(f"{type(self).__name__} with scored_class='target' needs targets (the ground-truth "
-                                  "classes); none were given.")
-            if bool(((targets < 0) | (targets >= logits.shape[1])).any()):
-                raise ConfigError(f'a target class is out of range for a model with {logits.shape[1]} classes.')
-            classes = targets
-        else:
-            classes = logits.argmax(1)
+        classes = self.choose_classes(logits, targets)
         scores = logits.softmax(1) if self.use_softmax else logits
         return classes, scores.gather(1, classes[:, None])[:, 0]
+
+    def choose_classes(self, outputs: Tensor, targets: Tensor | None) -> Tensor:
+        """The scored classes ``[B]`` given the model outputs ``[B, K]`` (logits or probabilities) on the images."""
+        if self.scored_class == 'predicted':
+            return outputs.argmax(1)
+        if targets is None:
+            raise ConfigError(f"{type(self).__name__} with scored_class='target' needs targets (the ground-truth "
+                              "classes); none were given.")
+        if bool(((targets < 0) | (targets >= outputs.shape[1])).any()):
+            raise ConfigError(f'a target class is out of range for a model with {outputs.shape[1]} classes.')
+        return targets
 
 
 def _key(name: str) -> str:

@@ -9,7 +9,8 @@ uniformly spaced points, exactly as RISE's ``auc``: ``(sum(a) - a[0]/2 - a[-1]/2
 Defaults are RISE's (``evaluation.py``/``Evaluation.ipynb``): the predicted class, softmax probability, one image
 width of pixels per step (224 at 224 px), insertion from a Gaussian blur (kernel 11, σ 5, per channel, zero
 padding), deletion to zeros in normalised space. All (image, step) pairs run through the model in chunks of
-``batch_size``, so the whole batch costs ``B * (n_steps + 1) / batch_size`` forward passes.
+``batch_size``, so the whole batch costs ``B * (n_steps + 1) / batch_size`` forward passes; the predicted class
+is read from the unperturbed image among them (deletion's first, insertion's last evaluation).
 
 Example:
     >>> import timm, torch
@@ -127,7 +128,6 @@ class _CausalMetric(ScoredMetric):
         hw = h * w
         step = self.resolved_step(images)
         n = math.ceil(hw / step)
-        classes, _ = self.scored(model, images, targets)
         substrate = self.make_substrate(model, images)
         start, finish = (substrate, images) if self.mode == 'insertion' else (images, substrate)
         start, finish = start.flatten(2), finish.flatten(2)
@@ -136,7 +136,7 @@ class _CausalMetric(ScoredMetric):
         rank.scatter_(1, order, torch.arange(hw, device=maps.device).expand(b, hw))
         changed = torch.arange(n + 1, device=images.device) * step  # pixels already switched at evaluation i
         total = b * (n + 1)
-        scores = torch.empty(total, device=images.device)
+        rows: Tensor | None = None  # the scores of every class for every (image, step)
         for s in range(0, total, self.batch_size):
             k = torch.arange(s, min(s + self.batch_size, total), device=images.device)
             img, i = k // (n + 1), k % (n + 1)
@@ -144,8 +144,13 @@ class _CausalMetric(ScoredMetric):
             x = torch.where(switched, finish[img], start[img]).view(-1, c, h, w)
             logits = logits_of(model, x)
             out = logits.softmax(1) if self.use_softmax else logits
-            scores[s:s + len(k)] = out.gather(1, classes[img][:, None])[:, 0]
-        curve = scores.view(b, n + 1)
+            if rows is None:
+                rows = out.new_empty(total, out.shape[1])
+            rows[s:s + len(k)] = out
+        # the unperturbed image is step 0 of deletion and the last step of insertion: its class needs no extra pass
+        original = torch.arange(b, device=images.device) * (n + 1) + (n if self.mode == 'insertion' else 0)
+        classes = self.choose_classes(rows[original], targets)
+        curve = rows.view(b, n + 1, -1).gather(2, classes[:, None, None].expand(b, n + 1, 1))[..., 0]
         auc = (curve.sum(1) - curve[:, 0] / 2 - curve[:, -1] / 2) / n
         res = self.result(auc, curve=curve, curve_x=torch.linspace(0, 1, n + 1), classes=classes)
         res.conventions.update(self.conventions_for(images))
