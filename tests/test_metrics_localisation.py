@@ -85,7 +85,10 @@ def test_region_helpers():
     assert tight_boxes(masks).tolist() == [[2., 1., 6., 4.], [0., 0., 0., 0.]]
     assert torch.equal(box_masks(tight_boxes(masks), (6, 7)), masks)
     with pytest.raises(Exception, match="region='box'"):
-        PointingGame()(None, torch.zeros(1, 3, 6, 7), torch.rand(1, 6, 7), boxes=torch.tensor([[0., 0., 2., 2.]]))
+        PointingGame(region='mask')(None, torch.zeros(1, 3, 6, 7), torch.rand(1, 6, 7),
+                                    boxes=torch.tensor([[0., 0., 2., 2.]]))
+    auto = PointingGame()(None, torch.zeros(1, 3, 6, 7), torch.rand(1, 6, 7), boxes=torch.tensor([[0., 0., 2., 2.]]))
+    assert auto.conventions['region'] == 'box'                    # no masks: the box
 
 
 def test_energy_pointing_game_and_mask_coverage_by_hand():

@@ -135,8 +135,11 @@ class ExplanationQuality(BaseMetric):
                              leave=False)
 
     def conventions(self) -> dict[str, Any]:
-        """How the maps were made and scored (explainer configs, metric fields, class explained, subset)."""
+        """How the maps were made and scored (explainer configs and the model's default target layer, metric
+        fields, the class explained, the subset)."""
+        meta = getattr(self.model, 'explain_meta', None) or {}
         return dict(explainers={k: e.config() for k, e in self.explainers.items()},
+                    default_target_layer=meta.get('target_layer'),
                     metrics={k: m.conventions() for k, m in self.metrics.items()},
                     explain_class=self.explain_class, subset=self.subset, subset_seed=self.seed)
 
@@ -244,13 +247,20 @@ class ExplanationQuality(BaseMetric):
 
 @HOOKS.register_module()
 class ExplanationHook(Hook):
-    """Hand the model (and the test-set size and ``<work_dir>/explain``) to every ``ExplanationQuality`` metric."""
+    """Hand the model (and the dataset size and ``<work_dir>/explain``) to every ``ExplanationQuality`` metric of
+    the test loop (and of the validation loop, with ``<work_dir>/explain_val``)."""
 
     priority = 'NORMAL'
 
     def before_test(self, runner: Any) -> None:
-        evaluator = runner.test_loop.evaluator
-        dataset = runner.test_dataloader.dataset
-        for metric in getattr(evaluator, 'metrics', []):
+        self._attach(runner, runner.test_loop, 'explain')
+
+    def before_val(self, runner: Any) -> None:
+        self._attach(runner, runner.val_loop, 'explain_val')
+
+    @staticmethod
+    def _attach(runner: Any, loop: Any, folder: str) -> None:
+        dataset = loop.dataloader.dataset
+        for metric in getattr(loop.evaluator, 'metrics', []):
             if isinstance(metric, ExplanationQuality):
-                metric.attach(runner.model, len(dataset), os.path.join(runner.work_dir, 'explain'))
+                metric.attach(runner.model, len(dataset), os.path.join(runner.work_dir, folder))

@@ -11,7 +11,8 @@
 
 Samples without an object (empty mask, box without area) are excluded: their ``per_sample`` is NaN and
 ``extras['n_excluded']`` counts them. All three use the object mask (``region='mask'``) or box (``region='box'``);
-the defaults are the papers' (mask for the pointing game, box for the energy pointing game).
+the pointing game and the coverage curve default to the mask when masks are given, else the box (``'auto'``), the
+energy pointing game to the box (Score-CAM); the region used is recorded in the result's conventions.
 
 Example:
     >>> import torch
@@ -23,6 +24,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,20 +37,27 @@ from .base import ExplanationMetric, MetricResult, logits_of, object_regions
 
 class _RegionMetric(ExplanationMetric):
     needs_model = False
-    default_region = 'mask'
+    default_region = 'auto'
 
     def __init__(self, region: str | None = None) -> None:
         region = self.default_region if region is None else region
-        if region not in ('mask', 'box'):
-            raise ConfigError(f"{type(self).__name__}: region must be 'mask' or 'box', got {region!r}.")
+        if region not in ('mask', 'box', 'auto'):
+            raise ConfigError(f"{type(self).__name__}: region must be 'mask', 'box' or 'auto' (the mask when masks "
+                              f'are given, else the box), got {region!r}.')
         self.region = region
 
-    def regions(self, images: Tensor, masks: Tensor | None, boxes: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``(regions bool [B, H, W], has_object bool [B])``."""
-        reg = object_regions(self.region, tuple(images.shape[-2:]), masks, boxes, type(self).__name__)
+    def regions(self, images: Tensor, masks: Tensor | None, boxes: Tensor | None) -> tuple[Tensor, Tensor, str]:
+        """``(regions bool [B, H, W], has_object bool [B], the region used: 'mask' or 'box')``."""
+        region = self.region if self.region != 'auto' else ('mask' if masks is not None or boxes is None else 'box')
+        reg = object_regions(region, tuple(images.shape[-2:]), masks, boxes, type(self).__name__)
         if reg.shape[0] != images.shape[0]:
-            raise ConfigError(f'{type(self).__name__}: {reg.shape[0]} {self.region}s for {images.shape[0]} images.')
-        return reg, reg.flatten(1).any(1)
+            raise ConfigError(f'{type(self).__name__}: {reg.shape[0]} {region}s for {images.shape[0]} images.')
+        return reg, reg.flatten(1).any(1), region
+
+    def result(self, per_sample: Tensor, region: str = 'mask', **kwargs: Any) -> MetricResult:
+        res = super().result(per_sample, **kwargs)
+        res.conventions['region'] = region
+        return res
 
     def groups(self, model: nn.Module | None, images: Tensor, targets: Tensor | None) -> Tensor | None:
         """Classes to group per-class averages by: the targets, else the model's prediction, else none."""
@@ -66,7 +75,8 @@ class PointingGame(_RegionMetric):
     Args:
         tolerance: pixels; a hit when an object pixel is closer than this to the map's maximum (default 15, as
             Zhang et al. and TorchRay). ``0`` counts only the pixel under the point.
-        region: ``'mask'`` (default) or ``'box'``.
+        region: ``'mask'``, ``'box'`` or ``'auto'`` (default: the mask when masks are given, else the box; the
+            region used is recorded in the result's conventions).
         per_class: average per class (grouped by ``targets``, else the predicted class), then over classes
             (default, the paper's protocol); ``False``: the plain mean over samples.
     """
@@ -88,7 +98,7 @@ class PointingGame(_RegionMetric):
 
     def compute(self, model: nn.Module | None, images: Tensor, maps: Tensor, targets: Tensor | None,
                 masks: Tensor | None, boxes: Tensor | None) -> MetricResult:
-        reg, has = self.regions(images, masks, boxes)
+        reg, has, region = self.regions(images, masks, boxes)
         h, w = maps.shape[-2:]
         pts = self.points(maps)
         ys = torch.arange(h, device=maps.device, dtype=torch.float32)
@@ -99,7 +109,7 @@ class PointingGame(_RegionMetric):
         hit = (reg & near).flatten(1).any(1).float()
         per_sample = torch.where(has, hit, torch.full_like(hit, float('nan')))
         classes = self.groups(model, images, targets)
-        res = self.result(per_sample, classes=classes, n_excluded=int((~has).sum()), points=pts.cpu())
+        res = self.result(per_sample, region, classes=classes, n_excluded=int((~has).sum()), points=pts.cpu())
         res.extras['class_accuracy'] = self.class_accuracy(res.per_sample, res.classes)
         return res
 
@@ -141,14 +151,15 @@ class EnergyPointingGame(_RegionMetric):
 
     def compute(self, model: nn.Module | None, images: Tensor, maps: Tensor, targets: Tensor | None,
                 masks: Tensor | None, boxes: Tensor | None) -> MetricResult:
-        reg, has = self.regions(images, masks, boxes)
+        reg, has, region = self.regions(images, masks, boxes)
         energy = maps.clamp(min=0).flatten(1).double()
         inside = (energy * reg.flatten(1)).sum(1)
         total = energy.sum(1)
         share = torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
                             torch.zeros_like(total))
         per_sample = torch.where(has, share, torch.full_like(share, float('nan')))
-        return self.result(per_sample, classes=self.groups(None, images, targets), n_excluded=int((~has).sum()))
+        return self.result(per_sample, region, classes=self.groups(None, images, targets),
+                           n_excluded=int((~has).sum()))
 
 
 @EXPLANATION_METRICS.register_module()
@@ -161,7 +172,7 @@ class MaskCoverage(_RegionMetric):
     Args:
         percentiles: the ``q`` values in [0, 100); the threshold is the map's ``q``-th percentile (linear
             interpolation, as ``numpy.percentile``); pixels at or above it are kept.
-        region: ``'mask'`` (default) or ``'box'``.
+        region: ``'mask'``, ``'box'`` or ``'auto'`` (default: the mask when masks are given, else the box).
     """
 
     name = 'mask_coverage'
@@ -177,7 +188,7 @@ class MaskCoverage(_RegionMetric):
 
     def compute(self, model: nn.Module | None, images: Tensor, maps: Tensor, targets: Tensor | None,
                 masks: Tensor | None, boxes: Tensor | None) -> MetricResult:
-        reg, has = self.regions(images, masks, boxes)
+        reg, has, region = self.regions(images, masks, boxes)
         flat = maps.flatten(1).double()
         energy = flat.clamp(min=0)
         q = torch.tensor(self.percentiles, dtype=torch.float64, device=maps.device) / 100
@@ -190,5 +201,5 @@ class MaskCoverage(_RegionMetric):
                             torch.zeros_like(total))
         nan = torch.full_like(curve, float('nan'))
         curve = torch.where(has[:, None], curve, nan)
-        return self.result(curve.mean(1), curve=curve, curve_x=q, classes=self.groups(None, images, targets),
+        return self.result(curve.mean(1), region, curve=curve, curve_x=q, classes=self.groups(None, images, targets),
                            n_excluded=int((~has).sum()))

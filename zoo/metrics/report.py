@@ -102,6 +102,8 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
         lines.append(f'- **{mname}**: {fields}{excl}')
     lines += ['', '## Explainers', '']
     lines += [f'- **{k}**: {v}' for k, v in conv['explainers'].items()]
+    if conv.get('default_target_layer'):
+        lines.append(f"- target layer when an explainer names none: `{conv['default_target_layer']}`")
     return '\n'.join(lines) + '\n'
 
 
@@ -145,8 +147,9 @@ def _write_examples(records: list[dict], ename: str, quality: Any, path: str) ->
     higher = quality.metrics[key].higher_is_better
     cands.sort(key=lambda r: r['values'][ename][key], reverse=higher)
     k = quality.num_examples
-    if len(cands) <= 2 * k:
-        chosen, tags = cands, [f'rank {i + 1}/{len(cands)}' for i in range(len(cands))]
+    scored = sum(not math.isnan(r['values'][ename][key]) for r in records)
+    if scored <= 2 * k:
+        chosen, tags = cands, [f'rank {i + 1}/{scored}' for i in range(len(cands))]
     else:
         chosen = cands[:k] + cands[-k:]
         tags = [f'best {i + 1}' for i in range(k)] + [f'worst {k - i}' for i in range(k)]
