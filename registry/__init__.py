@@ -106,12 +106,13 @@ class XZooRegistry(Registry):
         given = {k for k in cfg if k not in ('type', '_scope_')} | set(default_args or {}) - {'type'}
         name = getattr(obj_cls, '__name__', str(obj_type))
         takes = [p for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            unknown = sorted({k for k in cfg if k not in ('type', '_scope_')} - {p.name for p in takes})
+        accepted = _accepted_arguments(obj_cls)
+        if accepted is not None:
+            unknown = sorted({k for k in cfg if k not in ('type', '_scope_')} - set(accepted))
             if unknown:
-                hint = did_you_mean(unknown[0], [p.name for p in takes])
+                hint = did_you_mean(unknown[0], accepted)
                 raise ConfigError(f'{self.display_name} {name!r} got unknown argument {unknown[0]!r}.{hint} '
-                                  f"It takes: {', '.join(p.name for p in takes) or 'no arguments'}.")
+                                  f"It takes: {', '.join(accepted) or 'no arguments'}.")
         missing = [p.name for p in takes if p.default is p.empty and p.name not in given]
         if missing:
             raise ConfigError(f'{self.display_name} {name!r} needs argument {missing[0]!r}, which the config does '
@@ -148,6 +149,27 @@ class XZooRegistry(Registry):
         if FAILED:
             msg += ' Plugins that failed to import: ' + '; '.join(f'{k} ({v})' for k, v in FAILED.items()) + '.'
         return msg
+
+
+def _accepted_arguments(obj: Any) -> list[str] | None:
+    """Keyword arguments ``obj`` accepts, following ``**kwargs`` up the class hierarchy; ``None`` if open-ended."""
+    if not inspect.isclass(obj):
+        levels = [obj]
+    else:
+        levels = [k.__init__ for k in obj.__mro__ if '__init__' in vars(k) and k is not object]
+    names: list[str] = []
+    for fn in levels:
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        if params and params[0].name == 'self':
+            params = params[1:]
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return None
 
 
 def _child(display: str, parent: Registry, locations: list[str] | None = None) -> XZooRegistry:

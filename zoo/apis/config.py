@@ -8,7 +8,7 @@ Values are parsed as mmengine's ``DictAction`` does: ints, floats, ``true``/``fa
 Example:
     >>> from mmengine.config import Config
     >>> cfg = Config(dict(model=dict(head=dict(num_classes=200))))
-    >>> apply_cfg_options(cfg, ['model.head.num_classes=10'])
+    >>> _ = apply_cfg_options(cfg, ['model.head.num_classes=10'])
     >>> cfg.model.head.num_classes
     10
     >>> apply_cfg_options(cfg, ['model.head.num_clases=10'])
@@ -101,9 +101,9 @@ def load_config(config: str | os.PathLike | Config | Mapping,
                 cfg_options: Iterable[str] | Mapping[str, Any] | None = None) -> Config:
     """Read an mmengine config file (or wrap a dict), apply checked overrides, set ``default_scope='zoo'``.
 
-    Example:
-        >>> cfg = load_config('configs/resnet50_baseline_cub.py', ['model.backbone.pretrained=False'])
-        ... # doctest: +SKIP
+    Example::
+
+        cfg = load_config('configs/resnet50_baseline_cub.py', ['model.backbone.pretrained=False'])
     """
     if isinstance(config, Config):
         cfg = config

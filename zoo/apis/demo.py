@@ -5,9 +5,10 @@ its Grad-CAM maps scored with insertion, deletion and the pointing game on a fix
 (:data:`DEMO_EXPLAIN`); its checkpoint, log, metrics JSON and explanation report are listed. Other features add
 their rows by extending ``DEMO_RUNS``.
 
-Example:
-    >>> from zoo.apis.demo import run_demo
-    >>> results = run_demo('work_dirs/demo')      # doctest: +SKIP
+Example::
+
+    from zoo.apis.demo import run_demo
+    results = run_demo('work_dirs/demo')
 """
 from __future__ import annotations
 

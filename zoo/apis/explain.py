@@ -63,21 +63,44 @@ def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def load_image(path: Path, size: tuple[int, int]) -> Tensor:
-    """An RGB uint8 ``[3, h, w]`` tensor: shorter side resized to fit ``size``, then centre-cropped to it."""
+def _read_rgb(path: Path) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            im = im.convert('RGB')
+            return im.convert('RGB')
     except (OSError, UnidentifiedImageError) as exc:
         raise DataError(f'Cannot read image {str(path)!r}: {exc}') from exc
+
+
+def load_image(path: Path, size: tuple[int, int]) -> Tensor:
+    """An RGB uint8 ``[3, h, w]`` tensor: shorter side resized to fit ``size``, then centre-cropped to it."""
+    from PIL import Image
+
+    im = _read_rgb(path)
     h, w = size
     scale = max(h / im.height, w / im.width)
     im = im.resize((max(w, round(im.width * scale)), max(h, round(im.height * scale))), Image.BILINEAR)
     left, top = (im.width - w) // 2, (im.height - h) // 2
     im = im.crop((left, top, left + w, top + h))
     return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(h, w, 3).permute(2, 0, 1)
+
+
+def load_batch(model: nn.Module, paths: Sequence[Path], size: int | Sequence[int] | None = None) -> Tensor:
+    """uint8 ``[N, 3, H, W]``: the model's ``test_transform`` (set by ``init_model`` from the config's test
+    pipeline) when ``size`` is ``None``, else resize + centre crop to ``size`` (see :func:`input_size`)."""
+    import numpy as np
+
+    transform = getattr(model, 'test_transform', None)
+    if size is not None or not callable(transform):
+        hw = input_size(model, size)
+        return torch.stack([load_image(p, hw) for p in paths])
+    pics = [torch.as_tensor(transform(np.array(_read_rgb(p), dtype=np.uint8))) for p in paths]
+    shapes = {tuple(p.shape) for p in pics}
+    if len(shapes) > 1:
+        raise DataError(f'The test pipeline gives images of different sizes ({sorted(shapes)[:3]}); it has no '
+                        'crop. Pass --size to resize and centre-crop every image to one size.')
+    return torch.stack(pics)
 
 
 def input_size(model: nn.Module, size: int | Sequence[int] | None = None) -> tuple[int, int]:
@@ -158,7 +181,8 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
         model: a classifier (``model(x)`` → logits); preprocessing from ``model.data_preprocessor``.
         images: image files and/or folders. methods: explainer aliases, names or config dicts.
         target: class index or name for every image (default: each image's predicted class).
-        out_dir: where PNGs go (nothing is written when ``None``). size: model input size (see :func:`input_size`).
+        out_dir: where PNGs go (nothing is written when ``None``). size: input size; ``None`` uses the model's
+            ``test_transform`` if it has one, else :func:`input_size` (see :func:`load_batch`).
     """
     from tqdm.auto import tqdm
 
@@ -169,10 +193,9 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
     explainers = {(m if isinstance(m, str) else str(m.get('type'))): build_explainer(m) for m in methods}
     if not explainers:
         raise ConfigError('No explanation method given; pass at least one, e.g. --method gradcam.')
-    hw = input_size(model, size)
     norm = normalizer(model)
     device = next((p.device for p in model.parameters()), torch.device('cpu'))
-    pixels = torch.stack([load_image(p, hw) for p in paths])
+    pixels = load_batch(model, paths, size)
     maps: dict[str, list[Tensor]] = {k: [] for k in explainers}
     labels: list[int] = []
     scores: list[float] = []
@@ -214,12 +237,13 @@ def _write(res: ExplainResult, pixels: Tensor, out: Path, names: list[str] | Non
 
 def explain(config: str | Path, checkpoint: str | Path | None, images: Sequence[str | Path],
             methods: Sequence[str | Mapping] = ('gradcam',), target: int | str | None = None,
-            out_dir: str | Path = 'explanations', device: str = 'cpu', cfg_options: dict | None = None,
+            out_dir: str | Path = 'explanations', device: str = 'cpu',
+            cfg_options: Sequence[str] | Mapping[str, Any] | None = None,
             size: int | Sequence[int] | None = None, batch_size: int = 8, progress: bool = True) -> ExplainResult:
     """Load a model with ``zoo.apis.init_model(config, checkpoint, device, cfg_options)`` and run
     :func:`explain_images` on it."""
     from zoo.apis import init_model
 
-    model = init_model(config, checkpoint, device=device, cfg_options=cfg_options)
+    model = init_model(config, checkpoint, device=device, cfg_options=cfg_options or None)
     return explain_images(model, images, methods=methods, target=target, out_dir=out_dir, size=size,
                           batch_size=batch_size, progress=progress)

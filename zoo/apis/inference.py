@@ -1,10 +1,12 @@
 """Loading a trained model for inference, and preprocessing images the way its test pipeline does.
 
-Example:
-    >>> from zoo.apis import init_model, load_images
-    >>> model = init_model('configs/demo_baseline_fmnist.py', 'work_dirs/demo/epoch_2.pth')   # doctest: +SKIP
-    >>> batch = load_images(model, ['photo.jpg'])        # uint8 [1, 3, H, W] after the test pipeline
-    >>> probs = model(model.data_preprocessor.normalize(batch)).softmax(-1)                     # doctest: +SKIP
+Example::
+
+    from zoo.apis import init_model, load_images
+    model = init_model('configs/efficientnetlite0_baseline_clutteredfmnist.py',
+                       'work_dirs/demo/baseline/epoch_1.pth')
+    batch = load_images(model, ['photo.jpg'])  # uint8 [1, 3, H, W]
+    probs = model(model.data_preprocessor.normalize(batch)).softmax(-1)
 """
 from __future__ import annotations
 

@@ -4,14 +4,15 @@ With ``explainers`` it also scores each explainer's maps with explanation metric
 ``ExplanationQuality`` evaluator metric in the Runner's test loop, so it runs distributed when the Runner does) and
 writes results.json, results.md and PNGs into ``explain_dir`` (default ``<work_dir>/explain``).
 
-Example:
-    >>> from zoo.apis import test
-    >>> metrics = test('configs/demo_baseline_fmnist.py', 'work_dirs/demo/epoch_1.pth')  # doctest: +SKIP
-    >>> metrics['accuracy/top1']                                                          # doctest: +SKIP
-    >>> metrics = test('configs/efficientnetlite0_baseline_clutteredfmnist.py', 'epoch_1.pth',
-    ...                explainers=['gradcam'], explain_metrics=['insertion', 'deletion', 'pointing_game'],
-    ...                explain_subset=100)                                                # doctest: +SKIP
-    >>> metrics['explain/gradcam/overall']                                                # doctest: +SKIP
+Example::
+
+    from zoo.apis import test
+    metrics = test('configs/efficientnetlite0_baseline_clutteredfmnist.py', 'epoch_1.pth')
+    metrics['accuracy/top1']
+    metrics = test('configs/efficientnetlite0_baseline_clutteredfmnist.py', 'epoch_1.pth',
+                   explainers=['gradcam'], explain_metrics=['insertion', 'deletion', 'pointing_game'],
+                   explain_subset=100)
+    metrics['explain/gradcam/overall']
 """
 from __future__ import annotations
 

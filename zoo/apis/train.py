@@ -1,8 +1,9 @@
 """``train()``: what ``tools/train.py`` runs.
 
-Example:
-    >>> from zoo.apis import train
-    >>> runner = train('configs/demo_baseline_fmnist.py', work_dir='work_dirs/demo')  # doctest: +SKIP
+Example::
+
+    from zoo.apis import train
+    runner = train('configs/efficientnetlite0_baseline_clutteredfmnist.py')
 """
 from __future__ import annotations
 

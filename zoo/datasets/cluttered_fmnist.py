@@ -11,10 +11,11 @@ Fashion-MNIST files (``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``) are 
 ``$XZOO_FASHION_MNIST``, Debian's ``/usr/share/datasets/fashion-mnist`` (package ``dataset-fashion-mnist``), then
 ``data/fashion-mnist`` (where ``make data`` puts them).
 
-Example:
-    >>> from registry import DATASETS
-    >>> ds = DATASETS.build(dict(type='ClutteredFashionMNIST', split='test', num_samples=8))  # doctest: +SKIP
-    >>> ds[0]['data_samples'].gt_mask.shape                                                   # doctest: +SKIP
+Example::
+
+    from registry import DATASETS
+    ds = DATASETS.build(dict(type='ClutteredFashionMNIST', split='test', num_samples=8))
+    ds[0]['data_samples'].gt_mask.shape
     torch.Size([128, 128])
 """
 from __future__ import annotations

@@ -45,12 +45,9 @@ def _create(model_name: str, pretrained: bool | str, kwargs: dict[str, Any]) -> 
             raise CheckpointError(f'Backbone weights file {path!r} does not exist. Pass pretrained=True to '
                                   'download from the Hugging Face Hub, False for random init, or a .safetensors/'
                                   '.pth file of timm-format weights.')
-        overlay = dict(kwargs.pop('pretrained_cfg_overlay', None) or {}, file=path)
-        try:
-            return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-        except RuntimeError as exc:  # state-dict mismatch
-            raise CheckpointError(f'Weights file {path!r} does not fit timm model {model_name!r}: '
-                                  f'{str(exc).splitlines()[0]}') from exc
+        model = _create(model_name, False, kwargs)
+        _load_local_weights(model, path)
+        return model
     try:
         return timm.create_model(model_name, pretrained=bool(pretrained), **kwargs)
     except TypeError as exc:
@@ -63,6 +60,32 @@ def _create(model_name: str, pretrained: bool | str, kwargs: dict[str, Any]) -> 
             f'Could not get ImageNet weights for timm model {model_name!r} from the Hugging Face Hub '
             f'({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""}). Offline? Pass '
             "--cfg-options model.backbone.pretrained=False (random init) or a local weights file path.") from exc
+
+
+def _load_local_weights(model: nn.Module, path: str) -> None:
+    """Load a timm-format weights file strictly (classifier weights are dropped: the backbone has none)."""
+    try:
+        if path.endswith('.safetensors'):
+            from safetensors.torch import load_file
+            state = load_file(path)
+        else:  # weights_only: plain tensors only, never arbitrary objects
+            state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt / truncated / pickle with objects
+        raise CheckpointError(f'Cannot read backbone weights {path!r} ({type(exc).__name__}: {exc}).') from exc
+    for key in ('state_dict', 'model', 'state_dict_ema'):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    classifier = (getattr(model, 'pretrained_cfg', {}) or {}).get('classifier') or ()
+    for name in (classifier,) if isinstance(classifier, str) else classifier:
+        state.pop(f'{name}.weight', None)
+        state.pop(f'{name}.bias', None)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = ' '.join(str(exc).split())[:300]
+        raise CheckpointError(f'Weights file {path!r} does not fit timm model '
+                              f"{getattr(model, 'default_cfg', {}).get('architecture', '')!r}: {first}") from exc
 
 
 @BACKBONES.register_module()
@@ -88,7 +111,9 @@ class TimmBackbone(nn.Module):
         timm_kwargs.pop('num_classes', None)
         self.model_name = model_name
         self.model = _create(model_name, pretrained, dict(timm_kwargs, num_classes=0))
-        self.num_features: int = int(self.model.num_features)
+        # width of the pooled features the head consumes (timm's pre-logits) and of the feature map
+        self.num_features: int = int(getattr(self.model, 'head_hidden_size', None) or self.model.num_features)
+        self.feature_channels: int = int(self.model.num_features)
         self.num_prefix_tokens: int = int(getattr(self.model, 'num_prefix_tokens', 0) or 0)
         self.output_fmt: str = str(getattr(self.model, 'output_fmt', 'NCHW'))
         patch = getattr(getattr(self.model, 'patch_embed', None), 'patch_size', None)
