@@ -25,11 +25,11 @@ DEMO_EXPLAIN: dict[str, Any] = dict(
     explainers=['gradcam'],
     explain_metrics=[dict(type='Insertion', step=2048), dict(type='Deletion', step=2048),
                      dict(type='PointingGame', tolerance=15)],
-    explain_subset=48,
+    explain_subset=32,
 )
 """Explanation quality every demo run reports: Grad-CAM insertion/deletion (RISE definitions, probability of the
 predicted class, blur / zeros substrates, but 2,048 px = 1/8 of the 128-px image per step to keep the CPU demo
-short) and pointing game (15 px, per-class mean), on the same 48 seeded test images for every run."""
+short) and pointing game (15 px, per-class mean), on the same 32 seeded test images for every run."""
 
 
 def latest_checkpoint(work_dir: str) -> str:
