@@ -6,6 +6,8 @@ from typing import Any
 
 from mmengine.config import Config
 
+from registry.errors import ConfigError
+
 from .config import validate_config
 
 
@@ -37,7 +39,33 @@ def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: st
         dist = env.setdefault('dist_cfg', {})
         if dist.get('backend', 'nccl') == 'nccl':
             dist['backend'] = 'gloo'
+        if launcher != 'none' and not cfg.get('model_wrapper_cfg'):
+            # scoped name: mmengine's wrap_model looks it up in its root registry
+            cfg.model_wrapper_cfg = dict(type='zoo.CPUDistributedDataParallel')
+    if launcher == 'pytorch':
+        missing = [k for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE') if k not in os.environ]
+        if missing:
+            raise ConfigError(f'--launcher pytorch needs the environment torchrun sets ({", ".join(missing)} '
+                              'missing). Start with: torchrun --nproc_per_node=N tools/train.py CONFIG '
+                              '--launcher pytorch')
     validate_config(cfg)
+    return cfg
+
+
+def prepare_training(cfg: Config) -> Config:
+    """What exact resume needs: xzoo's resumable train loops and ``ExactResumeHook`` (see ``zoo.engine.resume``).
+
+    A ``train_cfg`` without ``type`` gets ``ResumableEpochBasedTrainLoop`` (``by_epoch=True``, mmengine's default)
+    or ``ResumableIterBasedTrainLoop``; an explicit ``type`` is kept.
+    """
+    train_cfg = cfg.get('train_cfg')
+    if isinstance(train_cfg, dict) and 'type' not in train_cfg:
+        by_epoch = train_cfg.pop('by_epoch', True)
+        train_cfg['type'] = 'ResumableEpochBasedTrainLoop' if by_epoch else 'ResumableIterBasedTrainLoop'
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(isinstance(h, dict) and h.get('type') == 'ExactResumeHook' for h in hooks):
+        hooks.append(dict(type='ExactResumeHook'))
+    cfg.custom_hooks = hooks
     return cfg
 
 
@@ -48,6 +76,12 @@ def build_runner(cfg: Config) -> Any:
     from zoo.engine import register_trusted_local_loader
 
     register_trusted_local_loader()
+    if cfg.get('launcher', 'none') == 'pytorch':
+        import torch
+
+        if not torch.cuda.is_available():  # mmengine's launcher would call torch.cuda.set_device
+            from zoo.engine import init_cpu_process_group
+            init_cpu_process_group((cfg.get('env_cfg') or {}).get('dist_cfg'))
     if cfg.get('runner_type'):
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
