@@ -1,12 +1,15 @@
 """Building an mmengine Runner from a checked xzoo config (shared by train and test)."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from types import TracebackType
 from typing import Any
 
 from mmengine.config import Config
 
-from registry.errors import ConfigError
+from registry.errors import ConfigError, XZooError
 
 from .config import validate_config
 
@@ -82,6 +85,72 @@ def build_runner(cfg: Config) -> Any:
         if not torch.cuda.is_available():  # mmengine's launcher would call torch.cuda.set_device
             from zoo.engine import init_cpu_process_group
             init_cpu_process_group((cfg.get('env_cfg') or {}).get('dist_cfg'))
-    if cfg.get('runner_type'):
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    with component_errors():
+        if cfg.get('runner_type'):
+            return RUNNERS.build(cfg)
+        return Runner.from_cfg(cfg)
+
+
+def build_training(runner: Any) -> None:
+    """Build what ``runner.train()`` would build first (loops, optimizer, schedulers), with config errors as one
+    line; ``train()`` then finds them built."""
+    with component_errors():
+        runner.train_loop  # noqa: B018 - the property builds the loop and its dataloader
+        runner.val_loop  # noqa: B018
+        runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+        if runner.param_schedulers is not None:
+            runner.param_schedulers = runner.build_param_scheduler(runner.param_schedulers)
+
+
+_BUILD_ERRORS = (TypeError, ValueError, AssertionError, KeyError, IndexError, AttributeError, RuntimeError)
+
+
+@contextlib.contextmanager
+def component_errors() -> Iterator[None]:
+    """Turn an error raised while a registered component is being constructed into a one-line ConfigError.
+
+    The constructor got a value from the config it rejects (``nn.Dropout(p=2)``, an optimizer's negative lr, a
+    scheduler's ``end < begin``): the message names the component and keeps the library's own words; the original
+    traceback is the ``__cause__`` (``XZOO_DEBUG=1`` prints it). Errors raised elsewhere pass through unchanged.
+
+    Example::
+
+        with component_errors():
+            model = MODELS.build(cfg.model)
+    """
+    try:
+        yield
+    except XZooError:
+        raise
+    except _BUILD_ERRORS as exc:
+        component = failing_component(exc.__traceback__)
+        if component is None:
+            raise
+        text = ' '.join(str(exc).split())[:300]
+        raise ConfigError(f'{component} rejected a value of the config: {type(exc).__name__}: {text}. Fix that '
+                          'setting (XZOO_DEBUG=1 shows the traceback).') from exc
+
+
+def _registered_classes() -> set[type]:
+    from registry import ALL
+
+    found: set[type] = set()
+    for reg in ALL.values():
+        node = reg
+        while node is not None:
+            found.update(v for v in node._module_dict.values() if isinstance(v, type))
+            node = node.parent
+    return found
+
+
+def failing_component(tb: TracebackType | None) -> str | None:
+    """Name of the innermost registered component whose ``__init__`` is on the traceback ``tb``, if any."""
+    registered = _registered_classes()
+    name = None
+    while tb is not None:
+        frame = tb.tb_frame
+        owner = frame.f_locals.get('self') if frame.f_code.co_name == '__init__' else None
+        if owner is not None and type(owner) in registered:
+            name = type(owner).__name__
+        tb = tb.tb_next
+    return name

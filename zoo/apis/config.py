@@ -34,9 +34,12 @@ def parse_value(text: str) -> Any:
     """Parse an override value the way mmengine's ``DictAction`` does (brackets must balance)."""
     try:
         return DictAction._parse_iterable(text)
-    except AssertionError as exc:
-        raise ConfigError(f'--cfg-options: cannot parse value {text!r}: {exc}. Quote lists without spaces, '
-                          'e.g. key="[1,2]".') from exc
+    except (AssertionError, RecursionError, ValueError, IndexError) as exc:
+        # mmengine recurses forever on a comma inside brackets that do not open the value, e.g. f(1,2)
+        why = 'unbalanced or misplaced brackets' if isinstance(exc, RecursionError) else str(exc)
+        raise ConfigError(f'--cfg-options: cannot parse value {text!r}: {why}. Values are numbers, true/false, '
+                          'None, strings, [a,b] lists or (a,b) tuples; quote them without spaces, e.g. '
+                          'key="[1,2]".') from exc
 
 
 def parse_cfg_options(options: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -83,7 +86,8 @@ def _check_path(cfg: Config, key: str) -> None:
             node = node[int(part)]
             continue
         kind = type(node).__name__
-        raise ConfigError(f'--cfg-options: {where!r} is a {kind} ({node!r}), it has no key {part!r}. Replace '
+        kind = ('an ' if kind[:1] in 'aeiou' else 'a ') + kind
+        raise ConfigError(f'--cfg-options: {where!r} is {kind} ({node!r}), it has no key {part!r}. Replace '
                           f'the whole value instead: {where}=VALUE.')
 
 
@@ -119,7 +123,8 @@ def load_config(config: str | os.PathLike | Config | Mapping,
         except XZooError:
             raise
         except SyntaxError as exc:
-            raise ConfigError(f'Config {exc.filename or path}:{exc.lineno}: syntax error: {exc.msg}.') from exc
+            where = exc.filename if exc.filename and os.path.isfile(exc.filename) else path  # not mmengine's copy
+            raise ConfigError(f'Config {where}:{exc.lineno}: syntax error: {exc.msg}.') from exc
         except Exception as exc:  # noqa: BLE001 - a config is user code; report its error in one line
             raise ConfigError(f'Config {path!r} failed to load: {type(exc).__name__}: {exc}') from exc
     apply_cfg_options(cfg, cfg_options)
@@ -145,3 +150,5 @@ def validate_config(cfg: Config) -> None:
         for metric in evaluator if isinstance(evaluator, list) else [evaluator]:
             if isinstance(metric, Mapping) and 'type' in metric and metric['type'] != 'Evaluator':
                 METRICS.check_args(metric)
+    from .validate import check_components
+    check_components(cfg)

@@ -13,7 +13,7 @@ from typing import Any
 
 from registry.errors import CheckpointError, ConfigError
 
-from ._runner import build_runner, prepare_runtime, prepare_training
+from ._runner import build_runner, build_training, prepare_runtime, prepare_training
 from .config import load_config
 
 
@@ -42,6 +42,7 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
     prepare_training(cfg)
     note = _resolve_resume(cfg, resume)
     runner = build_runner(cfg)
+    build_training(runner)
     if note:
         runner.logger.warning(note)
     if cfg.get('resume'):

@@ -30,10 +30,15 @@ def load_trusted_local(filename: str, map_location: Any = None) -> Any:
     try:
         return torch.load(filename, map_location=map_location, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - truncated / corrupt / not a torch file
+        import zipfile
+
         from registry.errors import CheckpointError
-        raise CheckpointError(f'Cannot read checkpoint {filename!r} ({type(exc).__name__}: '
-                              f'{" ".join(str(exc).split())[:200]}); it may be truncated or not a checkpoint. '
-                              'Use another one (--resume auto picks the newest complete checkpoint).') from exc
+        if not zipfile.is_zipfile(filename):  # torch.save writes a zip whose directory is at the very end
+            why = 'it is truncated (a killed or unfinished write) or not a torch checkpoint at all'
+        else:
+            why = f'{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ""}; it may be corrupt'
+        raise CheckpointError(f'Cannot read checkpoint {filename!r}: {why}. Use another one (--resume auto picks '
+                              'the newest complete checkpoint of a work_dir).') from exc
 
 
 def register_trusted_local_loader() -> None:
