@@ -20,6 +20,14 @@ def default_work_dir(config: Any) -> str:
     return os.path.join('.', 'work_dirs', stem)
 
 
+def _custom_hooks(cfg: Config) -> list:
+    hooks = cfg.get('custom_hooks') or []
+    if not isinstance(hooks, (list, tuple)):
+        raise ConfigError(f"custom_hooks must be a list of hook configs, e.g. [dict(type='ClassNamesHook')], got "
+                          f'{hooks!r}.')
+    return list(hooks)
+
+
 def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: str) -> Config:
     """Fill in what every xzoo run needs: work_dir, launcher, ClassNamesHook, a CPU-capable DDP backend."""
     import torch
@@ -29,7 +37,7 @@ def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: st
     elif not cfg.get('work_dir'):
         cfg.work_dir = default_work_dir(config)
     cfg.launcher = launcher
-    hooks = list(cfg.get('custom_hooks') or [])
+    hooks = _custom_hooks(cfg)
     if not any(isinstance(h, dict) and h.get('type') == 'ClassNamesHook' for h in hooks):
         hooks.insert(0, dict(type='ClassNamesHook'))
     cfg.custom_hooks = hooks
@@ -37,6 +45,11 @@ def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: st
         loader = cfg.get(f'{split}_dataloader')
         if isinstance(loader, dict) and not loader.get('num_workers'):
             loader['persistent_workers'] = False  # torch refuses persistent workers without workers
+    for key in ('env_cfg', 'randomness'):
+        if cfg.get(key) is not None and not isinstance(cfg.get(key), dict):
+            raise ConfigError(f'{key} must be a dict, got {cfg.get(key)!r}.')
+    if not isinstance((cfg.get('env_cfg') or {}).get('dist_cfg', {}), dict):
+        raise ConfigError(f"env_cfg.dist_cfg must be a dict, e.g. dict(backend='nccl'), got {cfg.env_cfg.dist_cfg!r}.")
     if not torch.cuda.is_available():
         env = cfg.setdefault('env_cfg', {})
         dist = env.setdefault('dist_cfg', {})
@@ -61,11 +74,15 @@ def prepare_training(cfg: Config) -> Config:
     A ``train_cfg`` without ``type`` gets ``ResumableEpochBasedTrainLoop`` (``by_epoch=True``, mmengine's default)
     or ``ResumableIterBasedTrainLoop``; an explicit ``type`` is kept.
     """
+    missing = [k for k in ('train_dataloader', 'train_cfg', 'optim_wrapper') if not cfg.get(k)]
+    if missing:
+        raise ConfigError(f'The config has no {missing[0]}; training needs train_dataloader, train_cfg and '
+                          'optim_wrapper (see configs/_base_/datasets/ and configs/_base_/schedules/).')
     train_cfg = cfg.get('train_cfg')
     if isinstance(train_cfg, dict) and 'type' not in train_cfg:
         by_epoch = train_cfg.pop('by_epoch', True)
         train_cfg['type'] = 'ResumableEpochBasedTrainLoop' if by_epoch else 'ResumableIterBasedTrainLoop'
-    hooks = list(cfg.get('custom_hooks') or [])
+    hooks = _custom_hooks(cfg)
     if not any(isinstance(h, dict) and h.get('type') == 'ExactResumeHook' for h in hooks):
         hooks.append(dict(type='ExactResumeHook'))
     cfg.custom_hooks = hooks

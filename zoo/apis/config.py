@@ -96,9 +96,31 @@ def apply_cfg_options(cfg: Config, options: Iterable[str] | Mapping[str, Any] | 
     parsed = parse_cfg_options(options)
     for key in parsed:
         _check_path(cfg, key)
-    if parsed:
-        cfg.merge_from_dict({k.lstrip('+'): v for k, v in parsed.items()}, allow_list_keys=True)
+    for key, value in parsed.items():
+        if isinstance(value, Mapping):  # from Python: merged into the dict it names, as mmengine does
+            cfg.merge_from_dict({key.lstrip('+'): value}, allow_list_keys=True)
+        else:  # replaced (mmengine's merge fails on a scalar that replaces a list item: list.0=1)
+            _assign(cfg, key.lstrip('+'), value)
     return cfg
+
+
+def _assign(cfg: Config, key: str, value: Any) -> None:
+    """Set ``cfg[key] = value`` for a checked dotted key (list items by index, new dicts for a '+' key)."""
+    from mmengine.config import ConfigDict
+
+    *parents, last = key.split('.')
+    node: Any = cfg._cfg_dict
+    for part in parents:
+        if isinstance(node, list):
+            node = node[int(part)]
+        else:
+            if part not in node:
+                node[part] = ConfigDict()
+            node = node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
 
 
 def load_config(config: str | os.PathLike | Config | Mapping,

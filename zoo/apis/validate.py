@@ -143,12 +143,25 @@ def _required(obj: Any) -> list[str]:
     return [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-def check_component(cfg: Mapping, registry: XZooRegistry, where: str, default_type: str | None = None) -> None:
-    """Check one component config (and the components nested in it) at config key ``where``."""
+def _resolve(cfg: Mapping, registry: XZooRegistry, where: str, default_type: str | None) -> Any:
     obj_type = cfg.get('type', default_type)
     if obj_type is None:
-        return
-    obj = registry.get(obj_type) if isinstance(obj_type, str) else obj_type
+        raise ConfigError(f'{where} has no `type`: say which {registry.display_name} component to build, e.g. '
+                          f"{where}.type=... (see docs/configs.md).")
+    if isinstance(obj_type, str) and obj_type.strip():
+        return registry.get(obj_type)
+    if callable(obj_type):
+        return obj_type
+    raise ConfigError(f'{where}.type must be the name of a registered {registry.display_name} component, got '
+                      f'{obj_type!r}.')
+
+
+def check_component(cfg: Any, registry: XZooRegistry, where: str, default_type: str | None = None) -> None:
+    """Check one component config (and the components nested in it) at config key ``where``."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f'{where} must be a dict describing a {registry.display_name} component, e.g. '
+                          f"dict(type='...', ...), got {cfg!r} ({type(cfg).__name__}).")
+    obj = _resolve(cfg, registry, where, default_type)
     if not callable(obj):
         return
     consumed = _CONSUMED.get(registry.display_name, ())
@@ -156,7 +169,7 @@ def check_component(cfg: Mapping, registry: XZooRegistry, where: str, default_ty
     # unknown arguments only: required ones may come from the parent (a head's in_channels, a sampler's dataset)
     registry.check_args({**cfg, 'type': obj}, default_args={name: None for name in _required(obj)})
     hints = _hints(obj)
-    name = getattr(obj, '__name__', str(obj_type))
+    name = getattr(obj, '__name__', str(obj))
     for key, value in cfg.items():
         if key in _SKIP:
             continue
@@ -168,12 +181,18 @@ def check_component(cfg: Mapping, registry: XZooRegistry, where: str, default_ty
 
 
 def _check_nested(key: str, value: Any, where: str) -> None:
+    known = REGISTRIES.get(_NESTED.get(key, ''))
     items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
     for index, item in items:
-        if not (isinstance(item, Mapping) and isinstance(item.get('type'), str)):
-            continue
         path = where if index is None else f'{where}.{index}'
-        registry = REGISTRIES.get(_NESTED.get(key, ''))
+        if known is not None and not isinstance(item, Mapping):
+            if item is None or callable(item):
+                continue
+            raise ConfigError(f'{path} must be a dict describing a {known.display_name} component, e.g. '
+                              f"dict(type='...', ...), got {item!r} ({type(item).__name__}).")
+        if not isinstance(item, Mapping) or (known is None and not isinstance(item.get('type'), str)):
+            continue
+        registry = known
         if registry is None:  # an argument this table does not know: the registry that has the name, if only one
             owners = [r for r in REGISTRIES.values() if item['type'] in r]
             if len(owners) != 1:
@@ -188,7 +207,7 @@ def _check_int(value: Any, where: str, minimum: int, what: str, example: int) ->
 
 
 def check_runtime_values(cfg: Mapping) -> None:
-    """``*_dataloader.batch_size``/``num_workers`` and ``randomness``: values that are no component's arguments."""
+    """``*_dataloader.batch_size``/``num_workers``, ``randomness`` and the preprocessor's mean/std (3 channels)."""
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
         if not isinstance(loader, Mapping):
@@ -197,7 +216,18 @@ def check_runtime_values(cfg: Mapping) -> None:
             _check_int(loader['batch_size'], f'{split}_dataloader.batch_size', 1, 'a positive integer', 8)
         if 'num_workers' in loader:
             _check_int(loader['num_workers'], f'{split}_dataloader.num_workers', 0, 'an integer, 0 or more', 2)
+    model = cfg.get('model')
+    pre = model.get('data_preprocessor') if isinstance(model, Mapping) else None
+    for key in ('mean', 'std'):
+        value = pre.get(key) if isinstance(pre, Mapping) else None
+        if value is not None and (not _is_sequence(value) or len(value) != 3):
+            raise ConfigError(f'model.data_preprocessor.{key} must be 3 numbers (R, G, B, in 0-255; images are '
+                              f'converted to RGB), got {value!r}.')
+        if key == 'std' and value is not None and any(isinstance(v, (int, float)) and v <= 0 for v in value):
+            raise ConfigError(f'model.data_preprocessor.std must be positive, got {value!r}.')
     randomness = cfg.get('randomness')
+    if randomness is not None and not isinstance(randomness, Mapping):
+        raise ConfigError(f'randomness must be a dict, e.g. dict(seed=0, deterministic=False), got {randomness!r}.')
     if isinstance(randomness, Mapping):
         seed = randomness.get('seed')
         if seed is not None:
@@ -211,42 +241,60 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _items(value: Any, where: str) -> list[tuple[str, Any]]:
+    """``(key, item)`` of a component or a list of components."""
+    if _is_sequence(value):
+        return [(f'{where}.{i}', v) for i, v in enumerate(value)]
+    return [(where, value)]
+
+
 def check_components(cfg: Mapping) -> None:
     """Check the arguments and value types of every component of ``cfg`` (see the module docstring)."""
     check_runtime_values(cfg)
-    if isinstance(cfg.get('model'), Mapping):
+    if 'model' in cfg:
         check_component(cfg['model'], MODELS, 'model')
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
-        if not isinstance(loader, Mapping):
+        if loader is None:
             continue
-        if isinstance(loader.get('dataset'), Mapping):
-            check_component(loader['dataset'], DATASETS, f'{split}_dataloader.dataset')
-        if isinstance(loader.get('sampler'), Mapping):
+        if not isinstance(loader, Mapping):
+            raise ConfigError(f'{split}_dataloader must be a dict (batch_size, num_workers, sampler, dataset), got '
+                              f'{loader!r}.')
+        check_component(loader.get('dataset'), DATASETS, f'{split}_dataloader.dataset')
+        if loader.get('sampler') is not None:
             check_component(loader['sampler'], DATA_SAMPLERS, f'{split}_dataloader.sampler')
         evaluator = cfg.get(f'{split}_evaluator')
-        for i, metric in enumerate(_as_list(evaluator)):
-            if isinstance(metric, Mapping) and metric.get('type') not in (None, 'Evaluator'):
-                check_component(metric, METRICS, f'{split}_evaluator' + (f'.{i}' if _is_sequence(evaluator) else ''))
+        for where, metric in _items(evaluator, f'{split}_evaluator') if evaluator is not None else []:
+            if not (isinstance(metric, Mapping) and metric.get('type') == 'Evaluator'):
+                check_component(metric, METRICS, where)
     wrapper = cfg.get('optim_wrapper')
-    if isinstance(wrapper, Mapping) and 'constructor' not in wrapper:
-        check_component(wrapper, OPTIM_WRAPPERS, 'optim_wrapper', default_type='OptimWrapper')
-        if isinstance(wrapper.get('optimizer'), Mapping):
-            check_component(wrapper['optimizer'], OPTIMIZERS, 'optim_wrapper.optimizer')
+    if wrapper is not None:
+        if not isinstance(wrapper, Mapping):
+            raise ConfigError(f"optim_wrapper must be a dict, e.g. dict(optimizer=dict(type='SGD', lr=0.01)), got "
+                              f'{wrapper!r}.')
+        if 'constructor' not in wrapper:
+            check_component(wrapper, OPTIM_WRAPPERS, 'optim_wrapper', default_type='OptimWrapper')
+            check_component(wrapper.get('optimizer'), OPTIMIZERS, 'optim_wrapper.optimizer')
     schedulers = cfg.get('param_scheduler')
-    for i, scheduler in enumerate(_as_list(schedulers)):
-        if isinstance(scheduler, Mapping):
-            check_component(scheduler, PARAM_SCHEDULERS,
-                            'param_scheduler' + (f'.{i}' if _is_sequence(schedulers) else ''))
-    for name, hook in (cfg.get('default_hooks') or {}).items():
-        if isinstance(hook, Mapping):
+    for where, scheduler in _items(schedulers, 'param_scheduler') if schedulers is not None else []:
+        check_component(scheduler, PARAM_SCHEDULERS, where)
+    default_hooks = cfg.get('default_hooks') or {}
+    if not isinstance(default_hooks, Mapping):
+        raise ConfigError(f'default_hooks must be a dict of name -> hook config, got {default_hooks!r}.')
+    for name, hook in default_hooks.items():
+        if hook is not None:  # None switches a default hook off
             check_component(hook, HOOKS, f'default_hooks.{name}')
-    for i, hook in enumerate(cfg.get('custom_hooks') or []):
-        if isinstance(hook, Mapping):
-            check_component(hook, HOOKS, f'custom_hooks.{i}')
+    custom_hooks = cfg.get('custom_hooks') or []
+    if not _is_sequence(custom_hooks):
+        raise ConfigError(f'custom_hooks must be a list of hook configs, got {custom_hooks!r}.')
+    for i, hook in enumerate(custom_hooks):
+        check_component(hook, HOOKS, f'custom_hooks.{i}')
     train_cfg = cfg.get('train_cfg')
-    if isinstance(train_cfg, Mapping) and train_cfg:
+    if train_cfg:
+        if not isinstance(train_cfg, Mapping):
+            raise ConfigError(f'train_cfg must be a dict, e.g. dict(by_epoch=True, max_epochs=10), got {train_cfg!r}.')
         loop = dict(train_cfg)
-        by_epoch = loop.pop('by_epoch', True)
-        loop.setdefault('type', 'ResumableEpochBasedTrainLoop' if by_epoch else 'ResumableIterBasedTrainLoop')
+        if 'type' not in loop:
+            by_epoch = loop.pop('by_epoch', True)
+            loop['type'] = 'ResumableEpochBasedTrainLoop' if by_epoch else 'ResumableIterBasedTrainLoop'
         check_component(loop, LOOPS, 'train_cfg')
