@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
+from registry import ALL as REGISTRIES
 from registry import DATASETS, MODELS
 from registry.errors import XZooError
 from zoo.apis._runner import component_errors, prepare_runtime, prepare_training
-from zoo.apis.config import load_config
+from zoo.apis.config import load_config, parse_value
 from zoo.cli import one_line
 
 from .test_bad_input import TINY
@@ -63,6 +64,38 @@ key_text = st.one_of(
     st.text(alphabet=string.ascii_lowercase + '._+0123456789 ', max_size=16))
 option = st.one_of(st.tuples(key_text, value_text).map(lambda kv: f'{kv[0]}={kv[1]}'), small_text)
 
+
+def _leaves(node: Any, prefix: str = '') -> list[tuple[str, Any]]:
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    out = []
+    for key, value in items:
+        path = f'{prefix}.{key}' if prefix else str(key)
+        is_leaf = not isinstance(value, (dict, list)) or (value and all(isinstance(v, (int, float)) for v in value))
+        out += [(path, value)] if is_leaf else _leaves(value, path)
+    return out
+
+
+LEAVES = _leaves(TINY)
+TYPE_NAMES = sorted({name for reg in REGISTRIES.values() for name in reg.names()})
+
+
+def _like(value: Any) -> st.SearchStrategy[str]:
+    """Override values of the same kind as ``value``, at and beyond the sensible range."""
+    number = st.one_of(st.integers(-3, 300).map(str), st.floats(-1, 300).map(repr))
+    if isinstance(value, bool):
+        return st.sampled_from(['true', 'false', '0', '1'])
+    if isinstance(value, int):
+        return st.integers(-3, 64).map(str)
+    if isinstance(value, float):
+        return st.floats(-1, 3).map(repr)
+    if isinstance(value, list):
+        return st.lists(number, max_size=4).map(lambda v: '[' + ','.join(v) + ']')
+    return st.one_of(st.just(str(value)), st.sampled_from(TYPE_NAMES), small_text)
+
+
+# existing keys with values of the right kind: most of these pass the checks and reach the builders
+plausible_option = st.sampled_from(LEAVES).flatmap(lambda pv: _like(pv[1]).map(lambda v: f'{pv[0]}={v}'))
+
 py_value = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-100, 100), st.floats(-10, 10), small_text),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(WORDS), inner, max_size=3)),
@@ -94,7 +127,7 @@ def tiny_file(tmp_path_factory) -> str:
 
 
 @SETTINGS
-@given(options=st.lists(option, min_size=1, max_size=3))
+@given(options=st.lists(st.one_of(plausible_option, plausible_option, option), min_size=1, max_size=3))
 def test_random_cfg_options_give_only_documented_errors(options, tiny_file, tmp_path):
     _exercise(tiny_file, options, str(tmp_path))
 
@@ -115,9 +148,13 @@ def _mutate(cfg: dict, path: str, op: str, value: Any) -> dict:
     return cfg
 
 
+like_value = st.sampled_from(LEAVES).flatmap(lambda pv: _like(pv[1]).map(lambda v: (pv[0], 'set', parse_value(v))))
+change = st.one_of(like_value, like_value,
+                   st.tuples(st.sampled_from(PATHS), st.sampled_from(['set', 'delete', 'add']), py_value))
+
+
 @SETTINGS
-@given(changes=st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(['set', 'delete', 'add']), py_value),
-                        min_size=1, max_size=3))
+@given(changes=st.lists(change, min_size=1, max_size=3))
 def test_random_configs_give_only_documented_errors(changes, tmp_path):
     cfg = TINY
     for path, op, value in changes:

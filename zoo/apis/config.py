@@ -156,14 +156,18 @@ def load_config(config: str | os.PathLike | Config | Mapping,
 
 
 def validate_config(cfg: Config) -> None:
-    """Resolve every top-level ``type`` and check its arguments before the Runner starts.
+    """Resolve every ``type`` and check arguments and value types before the Runner starts.
 
-    Raises :class:`~registry.errors.UnknownTypeError` or :class:`ConfigError` with the component's name.
+    Raises :class:`~registry.errors.UnknownTypeError` or :class:`ConfigError` with the component's name (see
+    :mod:`zoo.apis.validate` for what is checked).
     """
+    from .validate import check_components
+
     if 'model' not in cfg:
         raise ConfigError('The config has no `model`. Start from a recipe in configs/ or add '
                           "model = dict(type='ImageClassifier', ...).")
-    MODELS.check_args(cfg.model)
+    check_components(cfg)  # shapes, types, unknown arguments, nested components
+    MODELS.check_args(cfg.model)  # and, at the top level, arguments that are missing
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
         if isinstance(loader, Mapping) and isinstance(loader.get('dataset'), Mapping):
@@ -172,5 +176,3 @@ def validate_config(cfg: Config) -> None:
         for metric in evaluator if isinstance(evaluator, list) else [evaluator]:
             if isinstance(metric, Mapping) and 'type' in metric and metric['type'] != 'Evaluator':
                 METRICS.check_args(metric)
-    from .validate import check_components
-    check_components(cfg)

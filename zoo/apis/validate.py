@@ -42,7 +42,7 @@ from registry import (
     PARAM_SCHEDULERS,
     XZooRegistry,
 )
-from registry.errors import ConfigError
+from registry.errors import ConfigError, UnknownTypeError, XZooError
 
 # which registry builds a nested component, by the argument that holds it
 _NESTED = {'backbone': 'BACKBONES', 'head': 'HEADS', 'alignment_heads': 'HEADS', 'loss': 'LOSSES',
@@ -149,7 +149,12 @@ def _resolve(cfg: Mapping, registry: XZooRegistry, where: str, default_type: str
         raise ConfigError(f'{where} has no `type`: say which {registry.display_name} component to build, e.g. '
                           f"{where}.type=... (see docs/configs.md).")
     if isinstance(obj_type, str) and obj_type.strip():
-        return registry.get(obj_type)
+        try:
+            return registry.get(obj_type)
+        except XZooError:
+            raise
+        except (TypeError, ValueError, RuntimeError, ImportError, AttributeError) as exc:  # mmengine on '.', 'a..b'
+            raise UnknownTypeError(f'{where}.type: {registry.unknown_message(obj_type)}') from exc
     if callable(obj_type):
         return obj_type
     raise ConfigError(f'{where}.type must be the name of a registered {registry.display_name} component, got '
