@@ -42,6 +42,7 @@ class AtomicCheckpointHook(CheckpointHook):
                  backend_args: dict | None = None, published_keys: str | list[str] | None = None,
                  save_begin: int = 0) -> None:
         self._own_backend = backend_args is None and file_client_args is None
+        self._local = True  # decided in before_train from out_dir
         if self._own_backend:
             backend_args = dict(backend=ATOMIC_BACKEND)
         super().__init__(interval=interval, by_epoch=by_epoch, save_optimizer=save_optimizer,

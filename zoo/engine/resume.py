@@ -99,6 +99,9 @@ class ExactResumeHook(Hook):
                                   'the resumed run is as exact as mmengine\'s resume.')
             return
         self.pending = checkpoint.get('rng_state')
+        if self.pending is None:
+            runner.logger.warning(f'{name} holds no random-generator states (written by plain mmengine or an older '
+                                  'xzoo): training continues, but not bit-identical to an uninterrupted run.')
 
     def restore_pending(self, runner: Any) -> None:
         """Called by the train loop at the point where the checkpoint's states were saved."""
