@@ -135,6 +135,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(ddp_run):
     print('max |DDP - single|:', max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point()))
 
 
+@pytest.mark.slow
 def test_torchrun_test_tool_gathers_metrics_like_one_process(ddp_run, tmp_path):
     from zoo.apis import test
 
