@@ -110,3 +110,9 @@ def test_inference_state_dict_has_no_alignment_heads():
     model.alignment_heads.append(torch.nn.Linear(2, 2))
     assert any(k.startswith('alignment_heads.') for k in model.state_dict())
     assert not any(k.startswith('alignment_heads.') for k in model.inference_state_dict())
+
+
+def test_default_layer_is_found_for_a_model_of_another_dtype():
+    bb = BACKBONES.build(dict(type='TimmBackbone', model_name='resnet18')).double().train()
+    assert bb.default_target_layer == 'model.layer4'
+    assert bb.training and bb.model.layer4.training  # the probe restores every module's mode

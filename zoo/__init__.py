@@ -23,6 +23,10 @@ _LAZY: dict[str, str] = {
     'ConfigError': 'registry.errors',
     'DataError': 'registry.errors',
     'CheckpointError': 'registry.errors',
+    'load': 'zoo.hub.api',
+    'download': 'zoo.hub.api',
+    'list_models': 'zoo.hub.index',
+    'register_index': 'zoo.hub.index',
 }
 _SUBMODULES = {'apis', 'datasets', 'engine', 'explainers', 'hub', 'metrics', 'models', 'ops', 'viz', 'cli',
                'structures'}

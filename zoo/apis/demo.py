@@ -16,6 +16,7 @@ from typing import Any
 
 DEMO_RUNS: list[tuple[str, str]] = [
     ('baseline', 'configs/efficientnetlite0_baseline_clutteredfmnist.py'),
+    ('lico', 'configs/efficientnetlite0_lico_clutteredfmnist.py'),
 ]
 """(name, config) pairs trained on identical settings by the demo."""
 

@@ -44,11 +44,12 @@ from registry import (
 )
 from registry.errors import ConfigError, UnknownTypeError, XZooError
 
-# which registry builds a nested component, by the argument that holds it
+# which registry builds a nested component, by the argument that holds it (a value that is not a dict, a callable
+# or None is an error there); other arguments holding a dict with a `type` are checked when exactly one registry
+# has that name
 _NESTED = {'backbone': 'BACKBONES', 'head': 'HEADS', 'alignment_heads': 'HEADS', 'loss': 'LOSSES',
-           'data_preprocessor': 'MODELS', 'text_encoder': 'TEXT_ENCODERS', 'prompt_learner': 'TEXT_ENCODERS',
-           'dataset': 'DATASETS', 'pipeline': 'TRANSFORMS', 'transforms': 'TRANSFORMS', 'sampler': 'DATA_SAMPLERS',
-           'optimizer': 'OPTIMIZERS'}
+           'data_preprocessor': 'MODELS', 'text_branch': 'TEXT_ENCODERS', 'dataset': 'DATASETS',
+           'pipeline': 'TRANSFORMS', 'sampler': 'DATA_SAMPLERS', 'optimizer': 'OPTIMIZERS'}
 _SKIP = ('type', '_scope_', '_delete_')
 # keys that mmengine's builders consume before calling the constructor
 _CONSUMED = {'PARAM_SCHEDULERS': ('convert_to_iter_based',), 'HOOKS': ('priority',),

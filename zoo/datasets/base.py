@@ -35,7 +35,7 @@ def read_rgb(path: str) -> np.ndarray:
             im.load()
             if im.mode != 'RGB':
                 im = im.convert('RGBA').convert('RGB') if im.mode in ('P', 'LA') else im.convert('RGB')
-            return np.asarray(im, dtype=np.uint8)
+            return np.array(im, dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
     except FileNotFoundError as exc:
         raise DataError(f'Image file {path!r} does not exist (listed by the dataset annotations).') from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

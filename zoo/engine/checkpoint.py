@@ -90,7 +90,7 @@ def read_state_dict(path: str, trust_pickle: bool = False) -> tuple[dict[str, to
 
 
 def load_model_weights(model: torch.nn.Module, path: str, trust_pickle: bool = False,
-                       ignore_prefixes: tuple[str, ...] = ('alignment_heads.',)) -> dict[str, Any]:
+                       ignore_prefixes: tuple[str, ...] = ('alignment_heads.', 'text_branch.')) -> dict[str, Any]:
     """Load weights into ``model`` strictly (except ``ignore_prefixes``); return the checkpoint meta.
 
     Missing or unexpected keys and shape mismatches raise :class:`~registry.errors.CheckpointError` naming the
@@ -103,7 +103,7 @@ def load_model_weights(model: torch.nn.Module, path: str, trust_pickle: bool = F
 
 
 def check_state_dict_fits(model: torch.nn.Module, state: Mapping[str, Any], path: str,
-                          ignore_prefixes: tuple[str, ...] = ('alignment_heads.',)) -> dict[str, Any]:
+                          ignore_prefixes: tuple[str, ...] = ('alignment_heads.', 'text_branch.')) -> dict[str, Any]:
     """``state`` without ``module.`` prefixes and ``ignore_prefixes`` keys, if it fits ``model`` exactly.
 
     Missing or unexpected keys and shape mismatches raise :class:`~registry.errors.CheckpointError` naming

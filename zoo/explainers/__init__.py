@@ -1,1 +1,102 @@
-"""Explainers (registry ``EXPLAINERS``)."""
+"""Explainers (registry ``EXPLAINERS``): saliency maps for any image classifier.
+
+The interface (stable; metrics, the zoo and the CLI rely on it)::
+
+    explainer = build_explainer('gradcam')                       # alias, registered name or config dict
+    explainer = build_explainer(dict(type='ScoreCAM', batch_size=64))
+    maps = explainer(model, images, targets=None)                # -> [B, H, W], each map in [0, 1]
+
+* ``model``: any ``nn.Module`` whose ``model(images)`` returns logits ``[B, num_classes]``.
+* ``images``: normalised float ``[B, C, H, W]``; maps come back on the images' device.
+* ``targets``: ``None`` (the predicted class), one int for the whole batch, or one index per image.
+* CAM methods need a target layer: ``target_layer='layer4'`` (dotted name, negative indices allowed:
+  ``'blocks.-1.norm1'``); when omitted it is read from ``model.explain_meta['target_layer']``, which every
+  ``ImageClassifier`` provides. Token outputs ``[B, N, C]`` are laid on the patch grid (``explain_meta``
+  ``patch_size``/``num_prefix_tokens``, or the timm attributes).
+* ``normalize=False`` gives raw maps, ``resize=False`` the native resolution, ``differentiable=True`` maps that
+  carry gradient. The model's modes, ``requires_grad`` flags and ``.grad`` are left as they were; no hook stays.
+
+Names (CLI alias → registered class): gradcam → GradCAM, gradcam++ → GradCAMPlusPlus, xgradcam → XGradCAM,
+layercam → LayerCAM, hirescam → HiResCAM, eigencam → EigenCAM, kpcacam → KPCACAM, scorecam → ScoreCAM,
+rise → RISE. A new explainer is a subclass of :class:`Explainer` (or :class:`CAMExplainer`) decorated with
+``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)`` to be reachable from the CLI
+(see docs/explainers.md).
+
+Example:
+    >>> import timm, torch
+    >>> from zoo.explainers import build_explainer
+    >>> model = timm.create_model('resnet18', pretrained=False, num_classes=4)
+    >>> maps = build_explainer('gradcam++', target_layer='layer4')(model, torch.randn(2, 3, 64, 64), targets=1)
+    >>> tuple(maps.shape)
+    (2, 64, 64)
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from registry import EXPLAINERS
+from registry.errors import ConfigError, UnknownTypeError, did_you_mean
+
+from . import eigencam, gradcam, rise, scorecam  # noqa: F401  (register every explainer)
+from .base import CAMExplainer, Capture, Explainer, minmax_normalize, model_state, resize_maps
+from .eigencam import KPCACAM, EigenCAM
+from .gradcam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from .rise import RISE
+from .scorecam import ScoreCAM
+
+
+def _key(name: str) -> str:
+    return name.lower().replace('_', '').replace('-', '')
+
+
+def list_explainers() -> dict[str, str]:
+    """``{alias: registered name}`` for every registered explainer (plugins included), aliases sorted."""
+    out: dict[str, str] = {}
+    for name in EXPLAINERS.names():
+        cls = EXPLAINERS.get(name)
+        for alias in (*getattr(cls, 'aliases', ()), name.lower()):
+            out.setdefault(alias, name)
+    return dict(sorted(out.items()))
+
+
+def resolve_name(name: str) -> str:
+    """The registered name for an alias or a registered name (case, ``-`` and ``_`` ignored)."""
+    if name in EXPLAINERS:
+        return name
+    table = list_explainers()
+    by_key = {_key(a): n for a, n in table.items()}
+    if _key(name) in by_key:
+        return by_key[_key(name)]
+    raise UnknownTypeError(f'No explainer {name!r}.{did_you_mean(name, table)} Known: {", ".join(table)}. '
+                           "A module outside xzoo registers through the 'xzoo.plugins' entry point.")
+
+
+def build_explainer(name_or_cfg: str | Mapping[str, Any] | Explainer, **kwargs: Any) -> Explainer:
+    """An explainer from an alias (``'gradcam++'``), a registered name or a config dict; ``kwargs`` override.
+
+    Example:
+        >>> build_explainer('scorecam', batch_size=8).batch_size
+        8
+    """
+    if isinstance(name_or_cfg, Explainer):
+        if kwargs:
+            raise ConfigError('build_explainer got an explainer instance and keyword arguments; pass a name or '
+                              'a config dict to set arguments.')
+        return name_or_cfg
+    if isinstance(name_or_cfg, str):
+        cfg: dict[str, Any] = {'type': name_or_cfg}
+    elif isinstance(name_or_cfg, Mapping) and 'type' in name_or_cfg:
+        cfg = dict(name_or_cfg)
+    else:
+        raise ConfigError(f"build_explainer takes a name such as 'gradcam' or a dict with a 'type' key, got "
+                          f'{name_or_cfg!r}.')
+    cfg.update(kwargs)
+    if isinstance(cfg['type'], str):
+        cfg['type'] = resolve_name(cfg['type'])
+    return EXPLAINERS.build(cfg)
+
+
+__all__ = ['Explainer', 'CAMExplainer', 'Capture', 'build_explainer', 'list_explainers', 'resolve_name',
+           'minmax_normalize', 'resize_maps', 'model_state', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM',
+           'HiResCAM', 'EigenCAM', 'KPCACAM', 'ScoreCAM', 'RISE']

@@ -1,7 +1,7 @@
 """``ImageClassifier``: data preprocessor + backbone + linear head (+ optional alignment heads for training).
 
-At inference the model is exactly backbone + head; alignment heads (LICO) only add training losses and are left
-out of :meth:`ImageClassifier.inference_state_dict`.
+At inference the model is exactly backbone + head; alignment heads and the text branch (LICO) only add training
+losses and are left out of :meth:`ImageClassifier.inference_state_dict`.
 
 Example:
     >>> import torch
@@ -18,6 +18,7 @@ Example:
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 from mmengine.model import BaseModel
 from torch import nn
 
-from registry import BACKBONES, HEADS, MODELS
+from registry import BACKBONES, HEADS, MODELS, TEXT_ENCODERS
 from registry.errors import ConfigError
 
 from ..structures import DataSample, stack_field
@@ -42,13 +43,24 @@ class ImageClassifier(BaseModel):
         data_preprocessor: config (``MODELS``); mean/std default to the backbone's timm preprocessing config.
         alignment_heads: configs of ``HEADS`` components adding training-only losses. Each must provide
             ``loss(features: BackboneOutput, labels: Tensor, data_samples: list) -> dict[str, Tensor]`` and may
-            provide ``set_class_names(names)``; their weights never reach inference or export.
+            provide ``set_class_names(names)``; their weights never reach inference or export. When the model has
+            a ``text_branch``, ``loss`` also receives ``text=`` (its output for the batch's labels, computed once per
+            step and shared by all heads), and the head's constructor receives whichever of ``in_channels`` and
+            ``text_dim`` it takes.
         class_names: the classes, in label order (set from the dataset by ``ClassNamesHook`` when ``None``).
+        text_branch: config of a ``TEXT_ENCODERS`` branch (``LICOTextBranch``: text encoder + prompt learner) whose
+            features the alignment heads compare with the image features; ``num_classes`` is filled in. Training
+            only: it is not built when there are no alignment heads (what the test and inference tools build),
+            :meth:`predict` never runs it and :meth:`inference_state_dict` drops it.
+        alignment_defaults: extra constructor arguments for every alignment head that takes them, e.g.
+            ``dict(spatial_size=14 * 14)`` (the backbone's feature-map size at the recipe's resolution, for
+            ``OTAlignmentHead``), so that a recipe can reuse a preset's head configs unchanged.
         init_cfg: mmengine weight-init config.
     """
 
     def __init__(self, backbone: dict, head: dict, data_preprocessor: dict | None = None,
                  alignment_heads: Sequence[dict] | None = None, class_names: Sequence[str] | None = None,
+                 text_branch: dict | None = None, alignment_defaults: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.backbone = BACKBONES.build(backbone) if isinstance(backbone, dict) else backbone
@@ -61,16 +73,35 @@ class ImageClassifier(BaseModel):
             cfg = getattr(self.backbone, 'pretrained_cfg', {})
             self.data_preprocessor.set_mean_std([255 * m for m in cfg.get('mean', (0.485, 0.456, 0.406))],
                                                 [255 * s for s in cfg.get('std', (0.229, 0.224, 0.225))])
+        if not alignment_heads:
+            text_branch = None  # it only feeds alignment heads: inference/test configs drop them, so no CLIP is built
+        if isinstance(text_branch, dict):
+            text_branch = TEXT_ENCODERS.build(text_branch, default_args=dict(num_classes=self.num_classes))
+        self.text_branch = text_branch
+        self._extra_alignment_defaults = dict(alignment_defaults or {})
         self.alignment_heads = nn.ModuleList(
-            HEADS.build(c, default_args=self._alignment_defaults()) if isinstance(c, dict) else c
+            HEADS.build(c, default_args=self._alignment_defaults(c)) if isinstance(c, dict) else c
             for c in (alignment_heads or []))
         self._class_names: list[str] | None = None
         if class_names is not None:
             self.class_names = list(class_names)
 
-    def _alignment_defaults(self) -> dict[str, Any]:
-        """Arguments every alignment head may rely on; subclasses extend this (documented in the LICO docs)."""
-        return {}
+    def _alignment_defaults(self, cfg: dict | None = None) -> dict[str, Any]:
+        """Arguments an alignment head may rely on (``in_channels``; ``text_dim`` with a text branch; the
+        ``alignment_defaults``), restricted to those the head named by ``cfg`` accepts (see docs/lico.md)."""
+        defaults: dict[str, Any] = {'in_channels': self.backbone.num_features}
+        if self.text_branch is not None:
+            defaults['text_dim'] = self.text_branch.out_dim
+        defaults.update(getattr(self, '_extra_alignment_defaults', {}))
+        head_type = (cfg or {}).get('type')
+        cls = HEADS.get(head_type) if isinstance(head_type, str) else head_type
+        try:
+            params = inspect.signature(cls).parameters
+        except (TypeError, ValueError):
+            return defaults
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return defaults
+        return {k: v for k, v in defaults.items() if k in params}
 
     # --- metadata ---------------------------------------------------------------------------------------------
     @property
@@ -89,7 +120,7 @@ class ImageClassifier(BaseModel):
                               f'(model.head.num_classes={self.num_classes}). Set model.head.num_classes='
                               f'{len(names)} or give {self.num_classes} names.')
         self._class_names = names
-        for head in self.alignment_heads:
+        for head in [self.text_branch, *self.alignment_heads]:
             if hasattr(head, 'set_class_names'):
                 head.set_class_names(names)
 
@@ -133,8 +164,11 @@ class ImageClassifier(BaseModel):
                               'classes: the dataset and model.head.num_classes disagree.')
         feats = self.extract_feat(inputs)
         losses = dict(self.head.loss(feats.pooled, labels))
+        context = {}
+        if self.text_branch is not None and len(self.alignment_heads):
+            context['text'] = self.text_branch(labels)  # once per step, shared by every alignment head
         for head in self.alignment_heads:
-            losses.update(head.loss(feats, labels, data_samples))
+            losses.update(head.loss(feats, labels, data_samples, **context))
         return losses
 
     @torch.no_grad()
@@ -146,5 +180,6 @@ class ImageClassifier(BaseModel):
         return samples
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights needed at inference: backbone + head (+ preprocessor buffers), no alignment heads."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith('alignment_heads.')}
+        """Weights needed at inference: backbone + head (+ preprocessor buffers), no alignment heads or text branch."""
+        return {k: v for k, v in self.state_dict().items()
+                if not k.startswith(('alignment_heads.', 'text_branch.'))}

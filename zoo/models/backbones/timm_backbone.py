@@ -172,17 +172,20 @@ class TimmBackbone(nn.Module):
         hooks = [m.register_forward_hook(lambda _m, _i, o, n=name: records.append(
                  (n, tuple(o.shape), id(o)) if isinstance(o, torch.Tensor) else (n, (), 0)))
                  for name, m in self.model.named_modules() if name and not isinstance(m, nn.Identity)]
-        was_training = self.model.training
+        modes = {m: m.training for m in self.model.modules()}
+        param = next(self.model.parameters(), None)
+        device, dtype = (param.device, param.dtype) if param is not None else ('cpu', torch.float32)
         try:
             self.model.eval()
             with torch.no_grad():
                 side = max(64, 2 * int(self.model.feature_info[-1]['reduction'])) if hasattr(
                     self.model, 'feature_info') else 64
-                out = self.model.forward_features(torch.zeros(1, chans, side, side))
+                out = self.model.forward_features(torch.zeros(1, chans, side, side, device=device, dtype=dtype))
         finally:
             for h in hooks:
                 h.remove()
-            self.model.train(was_training)
+            for module, mode in modes.items():
+                module.training = mode
         found = next((r for r in reversed(records) if r[1] == tuple(out.shape)), None)
         if found is None:
             return f"model.{self.model.feature_info[-1]['module']}"

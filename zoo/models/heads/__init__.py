@@ -1,4 +1,6 @@
-"""Heads (registry ``HEADS``): classification heads and, from the LICO issue on, alignment heads."""
+"""Heads (registry ``HEADS``): the linear classification head and LICO's training-only alignment heads."""
 from .linear_head import LinearClsHead
+from .manifold_head import ManifoldAlignmentHead
+from .ot_head import OTAlignmentHead
 
-__all__ = ['LinearClsHead']
+__all__ = ['LinearClsHead', 'ManifoldAlignmentHead', 'OTAlignmentHead']

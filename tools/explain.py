@@ -1,0 +1,55 @@
+"""Explain images with a trained model: an overlay PNG per image and method, plus one images × methods grid.
+
+    python tools/explain.py CONFIG CHECKPOINT IMAGES... --method gradcam [--method eigencam ...]
+        [--target CLASS] --out DIR [--device cpu] [--size 224] [--batch-size 8] [--cfg-options k=v ...]
+
+IMAGES are image files and/or folders (searched recursively). CLASS is an index or a class name; by default each
+image is explained for its predicted class. All logic lives in :func:`zoo.apis.explain.explain`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from zoo.cli import add_cfg_options, run_cli  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog='tools/explain.py', description=__doc__.split('\n\n')[0])
+    p.add_argument('config', help='model config file (.py)')
+    p.add_argument('checkpoint', help="checkpoint file ('none' for the config's own weights)")
+    p.add_argument('images', nargs='+', help='image files and/or folders')
+    p.add_argument('--method', action='append', default=None, metavar='NAME',
+                   help='explainer alias (gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, kpcacam, '
+                        'scorecam, rise) or registered name; repeat or comma-separate for several (default gradcam)')
+    p.add_argument('--target', default=None, help='class index or name (default: the predicted class)')
+    p.add_argument('--out', required=True, help='output folder for the PNGs')
+    p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda:0'")
+    p.add_argument('--size', type=int, nargs='+', default=None, metavar='PX',
+                   help="resize + centre-crop to this size (one value or H W; default: the config's test "
+                        'pipeline)')
+    p.add_argument('--batch-size', type=int, default=8, help='images per explainer call')
+    add_cfg_options(p)
+    p.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from zoo.apis.explain import explain
+
+    methods = [m.strip() for arg in (args.method or ['gradcam']) for m in arg.split(',') if m.strip()]
+    size = None if args.size is None else (args.size[0] if len(args.size) == 1 else tuple(args.size[:2]))
+    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    result = explain(args.config, checkpoint, args.images, methods=methods, target=args.target, out_dir=args.out,
+                     device=args.device, cfg_options=args.cfg_options, size=size, batch_size=args.batch_size,
+                     progress=not args.no_progress)
+    print(f'{len(result.paths)} image(s) x {len(methods)} method(s) -> {len(result.files)} PNG(s) in {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,249 @@
+"""Explain image files with one or more explainers and write overlay PNGs and a grid (what ``tools/explain.py`` runs).
+
+:func:`explain_images` takes a model object; :func:`explain` loads one from a config and checkpoint first.
+
+Example:
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from registry import MODELS
+    >>> model = MODELS.build(dict(type='ImageClassifier', class_names=['a', 'b'],
+    ...                           backbone=dict(type='TimmBackbone', model_name='test_resnet'),
+    ...                           head=dict(type='LinearClsHead', num_classes=2)))
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> Image.new('RGB', (40, 30), 'red').save(tmp / 'red.png')
+    >>> res = explain_images(model, [tmp], methods=['gradcam', 'eigencam'], out_dir=tmp / 'out', size=64,
+    ...                      progress=False)
+    >>> sorted(p.name for p in res.files)
+    ['grid.png', 'red_eigencam.png', 'red_gradcam.png']
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from registry.errors import ConfigError, DataError, did_you_mean
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif')
+MAX_GRID_ROWS = 32
+IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
+IMAGENET_STD_255 = (58.395, 57.12, 57.375)
+
+
+@dataclass
+class ExplainResult:
+    """Maps per method (``[N, H, W]``, CPU), predictions, and the files written."""
+
+    paths: list[Path]
+    maps: dict[str, Tensor]
+    pred_labels: list[int]
+    pred_scores: list[float]
+    files: list[Path] = field(default_factory=list)
+
+
+def find_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Image files from files and folders (folders searched recursively, sorted)."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found += sorted(p for p in path.rglob('*') if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise DataError(f'{str(path)!r} does not exist: pass image files or folders of images.')
+    if not found:
+        raise DataError(f'No images ({", ".join(IMAGE_SUFFIXES)}) in {", ".join(map(str, inputs))}.')
+    return found
+
+
+def _read_rgb(path: Path) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert('RGB')
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f'Cannot read image {str(path)!r}: {exc}') from exc
+
+
+def load_image(path: Path, size: tuple[int, int]) -> Tensor:
+    """An RGB uint8 ``[3, h, w]`` tensor: shorter side resized to fit ``size``, then centre-cropped to it."""
+    from PIL import Image
+
+    im = _read_rgb(path)
+    h, w = size
+    scale = max(h / im.height, w / im.width)
+    im = im.resize((max(w, round(im.width * scale)), max(h, round(im.height * scale))), Image.BILINEAR)
+    left, top = (im.width - w) // 2, (im.height - h) // 2
+    im = im.crop((left, top, left + w, top + h))
+    return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(h, w, 3).permute(2, 0, 1)
+
+
+def load_batch(model: nn.Module, paths: Sequence[Path], size: int | Sequence[int] | None = None) -> Tensor:
+    """uint8 ``[N, 3, H, W]``: the model's ``test_transform`` (set by ``init_model`` from the config's test
+    pipeline) when ``size`` is ``None``, else resize + centre crop to ``size`` (see :func:`input_size`)."""
+    import numpy as np
+
+    transform = getattr(model, 'test_transform', None)
+    if size is not None or not callable(transform):
+        hw = input_size(model, size)
+        return torch.stack([load_image(p, hw) for p in paths])
+    pics = [torch.as_tensor(transform(np.array(_read_rgb(p), dtype=np.uint8))) for p in paths]
+    shapes = {tuple(p.shape) for p in pics}
+    if len(shapes) > 1:
+        raise DataError(f'The test pipeline gives images of different sizes ({sorted(shapes)[:3]}); it has no '
+                        'crop. Pass --size to resize and centre-crop every image to one size.')
+    return torch.stack(pics)
+
+
+def input_size(model: nn.Module, size: int | Sequence[int] | None = None) -> tuple[int, int]:
+    """``size`` if given; else ``model.input_size``, then the backbone's timm ``input_size``, then 224."""
+    if size is None:
+        size = getattr(model, 'input_size', None)
+    if size is None:
+        cfg = getattr(getattr(model, 'backbone', None), 'pretrained_cfg', None) or {}
+        size = tuple(cfg['input_size'][-2:]) if 'input_size' in cfg else 224
+    if isinstance(size, int):
+        return size, size
+    return int(size[-2]), int(size[-1])
+
+
+def normalizer(model: nn.Module) -> Any:
+    """``uint8 [N, 3, H, W]`` → model input: ``model.data_preprocessor.normalize`` or ImageNet mean/std."""
+    pre = getattr(model, 'data_preprocessor', None)
+    if pre is not None and callable(getattr(pre, 'normalize', None)):
+        return pre.normalize
+    mean = torch.tensor(IMAGENET_MEAN_255).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD_255).view(1, 3, 1, 1)
+    return lambda x: (x.float() - mean.to(x.device)) / std.to(x.device)
+
+
+def class_names(model: nn.Module) -> list[str] | None:
+    meta = getattr(model, 'explain_meta', None)
+    names = meta.get('class_names') if isinstance(meta, Mapping) else None
+    return list(names) if names else None
+
+
+def resolve_target(target: int | str | None, names: list[str] | None, num_classes: int) -> int | None:
+    """A class index from an index, a digit string or a class name."""
+    if target is None:
+        return None
+    if isinstance(target, str) and not target.lstrip('-').isdigit():
+        if not names or target not in names:
+            hint = did_you_mean(target, names or [])
+            known = f' Classes: {", ".join(names[:20])}{" ..." if len(names) > 20 else ""}.' if names else (
+                ' The model has no class names; pass an index.')
+            raise ConfigError(f'Unknown target class {target!r}.{hint}{known}')
+        return names.index(target)
+    idx = int(target)
+    if not 0 <= idx < num_classes:
+        raise ConfigError(f'--target {idx} is out of range: the model predicts {num_classes} classes (0..'
+                          f'{num_classes - 1}).')
+    return idx
+
+
+def _predict(model: nn.Module, x: Tensor) -> Tensor:
+    """Softmax probabilities in eval mode (the previous mode of every module restored)."""
+    from zoo.explainers import model_state
+
+    with torch.no_grad(), model_state(model, eval_mode=True, freeze=False):
+        return model(x).float().softmax(1)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r'[^A-Za-z0-9_.-]', '', name.replace('+', 'p')) or 'explainer'
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        stem = p.stem
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if seen[stem] == 1 else f'{stem}_{seen[stem]}')
+    return out
+
+
+def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequence[str | Mapping] = ('gradcam',),
+                   target: int | str | None = None, out_dir: str | Path | None = None,
+                   size: int | Sequence[int] | None = None, batch_size: int = 8, alpha: float = 0.5,
+                   progress: bool = True) -> ExplainResult:
+    """Explain image files with each method; write ``<stem>_<method>.png`` overlays and ``grid.png`` to ``out_dir``.
+
+    Args:
+        model: a classifier (``model(x)`` → logits); preprocessing from ``model.data_preprocessor``.
+        images: image files and/or folders. methods: explainer aliases, names or config dicts.
+        target: class index or name for every image (default: each image's predicted class).
+        out_dir: where PNGs go (nothing is written when ``None``). size: input size; ``None`` uses the model's
+            ``test_transform`` if it has one, else :func:`input_size` (see :func:`load_batch`).
+    """
+    from tqdm.auto import tqdm
+
+    from zoo.explainers import build_explainer
+    from zoo.viz import save_grid, save_overlay
+
+    paths = find_images(images)
+    explainers = {(m if isinstance(m, str) else str(m.get('type'))): build_explainer(m) for m in methods}
+    if not explainers:
+        raise ConfigError('No explanation method given; pass at least one, e.g. --method gradcam.')
+    norm = normalizer(model)
+    device = next((p.device for p in model.parameters()), torch.device('cpu'))
+    pixels = load_batch(model, paths, size)
+    maps: dict[str, list[Tensor]] = {k: [] for k in explainers}
+    labels: list[int] = []
+    scores: list[float] = []
+    tgt: int | None = None
+    starts = range(0, len(paths), batch_size)
+    with tqdm(total=len(starts) * len(explainers), desc='explain', disable=not progress) as bar:
+        for i in starts:
+            x = norm(pixels[i:i + batch_size].to(device))
+            prob = _predict(model, x)
+            if i == 0:
+                tgt = resolve_target(target, class_names(model), prob.shape[1])
+            top = prob.max(1)
+            labels += top.indices.tolist()
+            scores += top.values.tolist()
+            for key, explainer in explainers.items():
+                maps[key].append(explainer(model, x, tgt).cpu())
+                bar.update()
+    result = ExplainResult(paths, {k: torch.cat(v) for k, v in maps.items()}, labels, scores)
+    if out_dir is not None:
+        _write(result, pixels, Path(out_dir), class_names(model), tgt, alpha, save_overlay, save_grid)
+    return result
+
+
+def _write(res: ExplainResult, pixels: Tensor, out: Path, names: list[str] | None, tgt: int | None,
+           alpha: float, save_overlay: Any, save_grid: Any) -> None:
+    stems = _unique_stems(res.paths)
+    for key, maps in res.maps.items():
+        for stem, img, m in zip(stems, pixels, maps):
+            res.files.append(save_overlay(out / f'{stem}_{_slug(key)}.png', img, m, alpha=alpha))
+    label = (lambda c: names[c]) if names else str
+    rows = [f'{p.name}: {label(c)} {s:.2f}' for p, c, s in zip(res.paths, res.pred_labels, res.pred_scores)]
+    n = min(len(res.paths), MAX_GRID_ROWS)
+    title = f'target: {label(tgt)}' if tgt is not None else 'target: predicted class'
+    if n < len(res.paths):
+        title += f' (first {n} of {len(res.paths)} images)'
+    res.files.append(save_grid(out / 'grid.png', pixels[:n], {k: v[:n] for k, v in res.maps.items()},
+                               row_labels=rows[:n], title=title, alpha=alpha))
+
+
+def explain(config: str | Path, checkpoint: str | Path | None, images: Sequence[str | Path],
+            methods: Sequence[str | Mapping] = ('gradcam',), target: int | str | None = None,
+            out_dir: str | Path = 'explanations', device: str = 'cpu',
+            cfg_options: Sequence[str] | Mapping[str, Any] | None = None,
+            size: int | Sequence[int] | None = None, batch_size: int = 8, progress: bool = True) -> ExplainResult:
+    """Load a model with ``zoo.apis.init_model(config, checkpoint, device, cfg_options)`` and run
+    :func:`explain_images` on it."""
+    from zoo.apis import init_model
+
+    model = init_model(config, checkpoint, device=device, cfg_options=cfg_options or None)
+    return explain_images(model, images, methods=methods, target=target, out_dir=out_dir, size=size,
+                          batch_size=batch_size, progress=progress)
