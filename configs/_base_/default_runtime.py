@@ -5,11 +5,13 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # mmengine's CheckpointHook with crash-safe files (zoo/engine/checkpoint_hook.py)
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 # ClassNamesHook: checks that the dataset's classes fit the head and gives the model their names
-custom_hooks = [dict(type='ClassNamesHook')]
+# ExactResumeHook: random-generator states in checkpoints, so a resumed run equals an uninterrupted one
+custom_hooks = [dict(type='ClassNamesHook'), dict(type='ExactResumeHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
@@ -23,4 +25,6 @@ visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 log_level = 'INFO'
 load_from = None
 resume = False
+# deterministic=True (+ num_workers=0 or persistent_workers=False for epoch-based loops) makes a resumed run
+# bit-identical to an uninterrupted one; see docs/getting_started.md "Resuming"
 randomness = dict(seed=0, deterministic=False)

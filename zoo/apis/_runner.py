@@ -1,10 +1,15 @@
 """Building an mmengine Runner from a checked xzoo config (shared by train and test)."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from types import TracebackType
 from typing import Any
 
 from mmengine.config import Config
+
+from registry.errors import ConfigError, XZooError
 
 from .config import validate_config
 
@@ -13,6 +18,14 @@ def default_work_dir(config: Any) -> str:
     stem = os.path.splitext(os.path.basename(os.fspath(config)))[0] if isinstance(config, (str, os.PathLike)) \
         else 'xzoo'
     return os.path.join('.', 'work_dirs', stem)
+
+
+def _custom_hooks(cfg: Config) -> list:
+    hooks = cfg.get('custom_hooks') or []
+    if not isinstance(hooks, (list, tuple)):
+        raise ConfigError(f"custom_hooks must be a list of hook configs, e.g. [dict(type='ClassNamesHook')], got "
+                          f'{hooks!r}.')
+    return list(hooks)
 
 
 def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: str) -> Config:
@@ -24,7 +37,7 @@ def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: st
     elif not cfg.get('work_dir'):
         cfg.work_dir = default_work_dir(config)
     cfg.launcher = launcher
-    hooks = list(cfg.get('custom_hooks') or [])
+    hooks = _custom_hooks(cfg)
     if not any(isinstance(h, dict) and h.get('type') == 'ClassNamesHook' for h in hooks):
         hooks.insert(0, dict(type='ClassNamesHook'))
     cfg.custom_hooks = hooks
@@ -32,12 +45,47 @@ def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: st
         loader = cfg.get(f'{split}_dataloader')
         if isinstance(loader, dict) and not loader.get('num_workers'):
             loader['persistent_workers'] = False  # torch refuses persistent workers without workers
+    for key in ('env_cfg', 'randomness'):
+        if cfg.get(key) is not None and not isinstance(cfg.get(key), dict):
+            raise ConfigError(f'{key} must be a dict, got {cfg.get(key)!r}.')
+    if not isinstance((cfg.get('env_cfg') or {}).get('dist_cfg', {}), dict):
+        raise ConfigError(f"env_cfg.dist_cfg must be a dict, e.g. dict(backend='nccl'), got {cfg.env_cfg.dist_cfg!r}.")
     if not torch.cuda.is_available():
         env = cfg.setdefault('env_cfg', {})
         dist = env.setdefault('dist_cfg', {})
         if dist.get('backend', 'nccl') == 'nccl':
             dist['backend'] = 'gloo'
+        if launcher != 'none' and not cfg.get('model_wrapper_cfg'):
+            # scoped name: mmengine's wrap_model looks it up in its root registry
+            cfg.model_wrapper_cfg = dict(type='zoo.CPUDistributedDataParallel')
+    if launcher == 'pytorch':
+        missing = [k for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE') if k not in os.environ]
+        if missing:
+            raise ConfigError(f'--launcher pytorch needs the environment torchrun sets ({", ".join(missing)} '
+                              'missing). Start with: torchrun --nproc_per_node=N tools/train.py CONFIG '
+                              '--launcher pytorch')
     validate_config(cfg)
+    return cfg
+
+
+def prepare_training(cfg: Config) -> Config:
+    """What exact resume needs: xzoo's resumable train loops and ``ExactResumeHook`` (see ``zoo.engine.resume``).
+
+    A ``train_cfg`` without ``type`` gets ``ResumableEpochBasedTrainLoop`` (``by_epoch=True``, mmengine's default)
+    or ``ResumableIterBasedTrainLoop``; an explicit ``type`` is kept.
+    """
+    missing = [k for k in ('train_dataloader', 'train_cfg', 'optim_wrapper') if not cfg.get(k)]
+    if missing:
+        raise ConfigError(f'The config has no {missing[0]}; training needs train_dataloader, train_cfg and '
+                          'optim_wrapper (see configs/_base_/datasets/ and configs/_base_/schedules/).')
+    train_cfg = cfg.get('train_cfg')
+    if isinstance(train_cfg, dict) and 'type' not in train_cfg:
+        by_epoch = train_cfg.pop('by_epoch', True)
+        train_cfg['type'] = 'ResumableEpochBasedTrainLoop' if by_epoch else 'ResumableIterBasedTrainLoop'
+    hooks = _custom_hooks(cfg)
+    if not any(isinstance(h, dict) and h.get('type') == 'ExactResumeHook' for h in hooks):
+        hooks.append(dict(type='ExactResumeHook'))
+    cfg.custom_hooks = hooks
     return cfg
 
 
@@ -48,6 +96,78 @@ def build_runner(cfg: Config) -> Any:
     from zoo.engine import register_trusted_local_loader
 
     register_trusted_local_loader()
-    if cfg.get('runner_type'):
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    if cfg.get('launcher', 'none') == 'pytorch':
+        import torch
+
+        if not torch.cuda.is_available():  # mmengine's launcher would call torch.cuda.set_device
+            from zoo.engine import init_cpu_process_group
+            init_cpu_process_group((cfg.get('env_cfg') or {}).get('dist_cfg'))
+    with component_errors():
+        if cfg.get('runner_type'):
+            return RUNNERS.build(cfg)
+        return Runner.from_cfg(cfg)
+
+
+def build_training(runner: Any) -> None:
+    """Build what ``runner.train()`` would build first (loops, optimizer, schedulers), with config errors as one
+    line; ``train()`` then finds them built."""
+    with component_errors():
+        runner.train_loop  # noqa: B018 - the property builds the loop and its dataloader
+        runner.val_loop  # noqa: B018
+        runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+        if runner.param_schedulers is not None:
+            runner.param_schedulers = runner.build_param_scheduler(runner.param_schedulers)
+
+
+_BUILD_ERRORS = (TypeError, ValueError, AssertionError, KeyError, IndexError, AttributeError, RuntimeError)
+
+
+@contextlib.contextmanager
+def component_errors() -> Iterator[None]:
+    """Turn an error raised while a registered component is being constructed into a one-line ConfigError.
+
+    The constructor got a value from the config it rejects (``nn.Dropout(p=2)``, an optimizer's negative lr, a
+    scheduler's ``end < begin``): the message names the component and keeps the library's own words; the original
+    traceback is the ``__cause__`` (``XZOO_DEBUG=1`` prints it). Errors raised elsewhere pass through unchanged.
+
+    Example::
+
+        with component_errors():
+            model = MODELS.build(cfg.model)
+    """
+    try:
+        yield
+    except XZooError:
+        raise
+    except _BUILD_ERRORS as exc:
+        component = failing_component(exc.__traceback__)
+        if component is None:
+            raise
+        text = ' '.join(str(exc).split())[:300]
+        raise ConfigError(f'{component} rejected a value of the config: {type(exc).__name__}: {text}. Fix that '
+                          'setting (XZOO_DEBUG=1 shows the traceback).') from exc
+
+
+def _registered_classes() -> set[type]:
+    from registry import ALL
+
+    found: set[type] = set()
+    for reg in ALL.values():
+        node = reg
+        while node is not None:
+            found.update(v for v in node._module_dict.values() if isinstance(v, type))
+            node = node.parent
+    return found
+
+
+def failing_component(tb: TracebackType | None) -> str | None:
+    """Name of the innermost registered component whose ``__init__`` is on the traceback ``tb``, if any."""
+    registered = _registered_classes()
+    name = None
+    while tb is not None:
+        frame = tb.tb_frame
+        owner = frame.f_locals.get('self') if frame.f_code.co_name == '__init__' else None
+        if owner is not None and type(owner) in registered:
+            name = type(owner).__name__
+        tb = tb.tb_next
+    return name

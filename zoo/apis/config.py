@@ -34,9 +34,12 @@ def parse_value(text: str) -> Any:
     """Parse an override value the way mmengine's ``DictAction`` does (brackets must balance)."""
     try:
         return DictAction._parse_iterable(text)
-    except AssertionError as exc:
-        raise ConfigError(f'--cfg-options: cannot parse value {text!r}: {exc}. Quote lists without spaces, '
-                          'e.g. key="[1,2]".') from exc
+    except (AssertionError, RecursionError, ValueError, IndexError) as exc:
+        # mmengine recurses forever on a comma inside brackets that do not open the value, e.g. f(1,2)
+        why = 'unbalanced or misplaced brackets' if isinstance(exc, RecursionError) else str(exc)
+        raise ConfigError(f'--cfg-options: cannot parse value {text!r}: {why}. Values are numbers, true/false, '
+                          'None, strings, [a,b] lists or (a,b) tuples; quote them without spaces, e.g. '
+                          'key="[1,2]".') from exc
 
 
 def parse_cfg_options(options: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -83,7 +86,8 @@ def _check_path(cfg: Config, key: str) -> None:
             node = node[int(part)]
             continue
         kind = type(node).__name__
-        raise ConfigError(f'--cfg-options: {where!r} is a {kind} ({node!r}), it has no key {part!r}. Replace '
+        kind = ('an ' if kind[:1] in 'aeiou' else 'a ') + kind
+        raise ConfigError(f'--cfg-options: {where!r} is {kind} ({node!r}), it has no key {part!r}. Replace '
                           f'the whole value instead: {where}=VALUE.')
 
 
@@ -92,9 +96,31 @@ def apply_cfg_options(cfg: Config, options: Iterable[str] | Mapping[str, Any] | 
     parsed = parse_cfg_options(options)
     for key in parsed:
         _check_path(cfg, key)
-    if parsed:
-        cfg.merge_from_dict({k.lstrip('+'): v for k, v in parsed.items()}, allow_list_keys=True)
+    for key, value in parsed.items():
+        if isinstance(value, Mapping):  # from Python: merged into the dict it names, as mmengine does
+            cfg.merge_from_dict({key.lstrip('+'): value}, allow_list_keys=True)
+        else:  # replaced (mmengine's merge fails on a scalar that replaces a list item: list.0=1)
+            _assign(cfg, key.lstrip('+'), value)
     return cfg
+
+
+def _assign(cfg: Config, key: str, value: Any) -> None:
+    """Set ``cfg[key] = value`` for a checked dotted key (list items by index, new dicts for a '+' key)."""
+    from mmengine.config import ConfigDict
+
+    *parents, last = key.split('.')
+    node: Any = cfg._cfg_dict
+    for part in parents:
+        if isinstance(node, list):
+            node = node[int(part)]
+        else:
+            if part not in node:
+                node[part] = ConfigDict()
+            node = node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
 
 
 def load_config(config: str | os.PathLike | Config | Mapping,
@@ -119,7 +145,8 @@ def load_config(config: str | os.PathLike | Config | Mapping,
         except XZooError:
             raise
         except SyntaxError as exc:
-            raise ConfigError(f'Config {exc.filename or path}:{exc.lineno}: syntax error: {exc.msg}.') from exc
+            where = exc.filename if exc.filename and os.path.isfile(exc.filename) else path  # not mmengine's copy
+            raise ConfigError(f'Config {where}:{exc.lineno}: syntax error: {exc.msg}.') from exc
         except Exception as exc:  # noqa: BLE001 - a config is user code; report its error in one line
             raise ConfigError(f'Config {path!r} failed to load: {type(exc).__name__}: {exc}') from exc
     apply_cfg_options(cfg, cfg_options)
@@ -129,14 +156,18 @@ def load_config(config: str | os.PathLike | Config | Mapping,
 
 
 def validate_config(cfg: Config) -> None:
-    """Resolve every top-level ``type`` and check its arguments before the Runner starts.
+    """Resolve every ``type`` and check arguments and value types before the Runner starts.
 
-    Raises :class:`~registry.errors.UnknownTypeError` or :class:`ConfigError` with the component's name.
+    Raises :class:`~registry.errors.UnknownTypeError` or :class:`ConfigError` with the component's name (see
+    :mod:`zoo.apis.validate` for what is checked).
     """
+    from .validate import check_components
+
     if 'model' not in cfg:
         raise ConfigError('The config has no `model`. Start from a recipe in configs/ or add '
                           "model = dict(type='ImageClassifier', ...).")
-    MODELS.check_args(cfg.model)
+    check_components(cfg)  # shapes, types, unknown arguments, nested components
+    MODELS.check_args(cfg.model)  # and, at the top level, arguments that are missing
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
         if isinstance(loader, Mapping) and isinstance(loader.get('dataset'), Mapping):

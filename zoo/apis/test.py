@@ -23,7 +23,7 @@ from typing import Any
 
 from registry.errors import ConfigError
 
-from ._runner import build_runner, prepare_runtime
+from ._runner import build_runner, component_errors, prepare_runtime
 from .config import load_config
 
 
@@ -64,6 +64,8 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
     names = (meta.get('dataset_meta') or {}).get('classes')
     if names and len(names) == unwrap(runner.model).num_classes:
         unwrap(runner.model).class_names = list(names)
+    with component_errors():  # build the test loop here: a value it rejects is a one-line error
+        runner.test_loop  # noqa: B018
     metrics = dict(runner.test())
     _remember_explanation_files(runner)
     if out:

@@ -13,7 +13,7 @@ from typing import Any
 
 from registry.errors import CheckpointError, ConfigError
 
-from ._runner import build_runner, prepare_runtime
+from ._runner import build_runner, build_training, prepare_runtime, prepare_training
 from .config import load_config
 
 
@@ -39,13 +39,39 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
                               'Run without --amp.')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    prepare_training(cfg)
+    note = _resolve_resume(cfg, resume)
+    runner = build_runner(cfg)
+    build_training(runner)
+    if note:
+        runner.logger.warning(note)
+    if cfg.get('resume'):
+        runner.logger.info(f'Auto resumed from the latest checkpoint {cfg.load_from}.' if resume == 'auto'
+                           else f'Resuming from {cfg.load_from}.')
+    runner.train()
+    return runner
+
+
+def _resolve_resume(cfg: Any, resume: str | None) -> str:
+    """Set ``cfg.resume``/``cfg.load_from`` for ``--resume``; return a note for the log ('' if none).
+
+    ``'auto'`` takes the newest *complete* checkpoint of the work_dir (``zoo.engine.find_resume_checkpoint``:
+    ``last_checkpoint`` if its file is whole, else the newest whole one before it) or starts from scratch.
+    """
+    from zoo.engine import find_resume_checkpoint, is_complete_checkpoint
+
+    if resume is None and cfg.get('resume'):  # resume = True in the config file
+        resume = cfg.get('load_from') or 'auto'
     if resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif resume:
+        path, note = find_resume_checkpoint(cfg.work_dir)
+        cfg.resume, cfg.load_from = path is not None, path
+        return note
+    if resume:
         if not os.path.isfile(resume):
             raise CheckpointError(f'--resume {resume!r}: no such checkpoint file. Use --resume (or --resume auto) '
                                   "to continue from the newest checkpoint in the work_dir.")
+        if not is_complete_checkpoint(resume):
+            raise CheckpointError(f'--resume {resume!r}: the file is incomplete or not a checkpoint (truncated by a '
+                                  'killed write, or corrupt). Use --resume auto to take the newest complete one.')
         cfg.resume, cfg.load_from = True, resume
-    runner = build_runner(cfg)
-    runner.train()
-    return runner
+    return ''

@@ -108,4 +108,30 @@ class ClsDataset(BaseDataset):
         return to_tv_tensors(results)
 
     def prepare_data(self, idx: int) -> Any:
-        return self.pipeline(self.load_sample(self.get_data_info(idx)))
+        """Load sample ``idx`` and run the pipeline; a failure is a :class:`DataError` naming the sample and step."""
+        info = self.get_data_info(idx)
+        where = info.get('img_path') or f'sample {idx}'
+        try:
+            results = self.load_sample(info)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a sample that cannot be made (bad settings or file)
+            raise DataError(f'{type(self).__name__}: cannot load {where!r} ({type(exc).__name__}: '
+                            f'{_first_line(exc)}). Check the dataset settings.') from exc
+        for step in getattr(self.pipeline, 'transforms', [self.pipeline]):
+            try:
+                results = step(results)
+            except DataError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a transform rejected this sample
+                raise DataError(f'{type(self).__name__}: transform {step!r} failed on {where!r} '
+                                f'({type(exc).__name__}: {_first_line(exc)}). Check the pipeline settings, e.g. a '
+                                'crop larger than the images.') from exc
+            if results is None:
+                return None
+        return results
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ''

@@ -1,9 +1,18 @@
-"""Runner extensions: hooks (``HOOKS``), loops (``LOOPS``), schedulers (``PARAM_SCHEDULERS``) and the trusted
-local checkpoint loader. Importing this package registers them."""
+"""Runner extensions: hooks (``HOOKS``), loops (``LOOPS``), schedulers (``PARAM_SCHEDULERS``), a model wrapper
+(``MODEL_WRAPPERS``), an atomic file backend and the trusted local checkpoint loader. Importing this package
+registers them."""
+from .atomic import AtomicLocalBackend, find_resume_checkpoint, is_complete_checkpoint
 from .checkpoint import register_trusted_local_loader
+from .checkpoint_hook import AtomicCheckpointHook
+from .distributed import CPUDistributedDataParallel, init_cpu_process_group
 from .hooks import ClassNamesHook
+from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
+from .resume import ExactResumeHook
 from .schedulers import FixMatchCosineLR
 
 register_trusted_local_loader()
 
-__all__ = ['ClassNamesHook', 'FixMatchCosineLR', 'register_trusted_local_loader']
+__all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'CPUDistributedDataParallel', 'ClassNamesHook',
+           'ExactResumeHook', 'FixMatchCosineLR', 'ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop',
+           'find_resume_checkpoint', 'init_cpu_process_group', 'is_complete_checkpoint',
+           'register_trusted_local_loader']

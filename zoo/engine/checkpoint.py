@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -26,7 +27,18 @@ def load_trusted_local(filename: str, map_location: Any = None) -> Any:
         from registry.errors import CheckpointError
         raise CheckpointError(f'Checkpoint {filename!r} does not exist. Check the path (a work_dir holds '
                               'iter_N.pth / epoch_N.pth and a last_checkpoint file).')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - truncated / corrupt / not a torch file
+        import zipfile
+
+        from registry.errors import CheckpointError
+        if not zipfile.is_zipfile(filename):  # torch.save writes a zip whose directory is at the very end
+            why = 'it is truncated (a killed or unfinished write) or not a torch checkpoint at all'
+        else:
+            why = f'{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ""}; it may be corrupt'
+        raise CheckpointError(f'Cannot read checkpoint {filename!r}: {why}. Use another one (--resume auto picks '
+                              'the newest complete checkpoint of a work_dir).') from exc
 
 
 def register_trusted_local_loader() -> None:
@@ -84,16 +96,28 @@ def load_model_weights(model: torch.nn.Module, path: str, trust_pickle: bool = F
     Missing or unexpected keys and shape mismatches raise :class:`~registry.errors.CheckpointError` naming the
     file and the first offending keys.
     """
+    state, meta = read_state_dict(path, trust_pickle=trust_pickle)
+    state = check_state_dict_fits(model, state, path, ignore_prefixes)
+    model.load_state_dict(state, strict=False)
+    return meta
+
+
+def check_state_dict_fits(model: torch.nn.Module, state: Mapping[str, Any], path: str,
+                          ignore_prefixes: tuple[str, ...] = ('alignment_heads.', 'text_branch.')) -> dict[str, Any]:
+    """``state`` without ``module.`` prefixes and ``ignore_prefixes`` keys, if it fits ``model`` exactly.
+
+    Missing or unexpected keys and shape mismatches raise :class:`~registry.errors.CheckpointError` naming
+    ``path`` and the first offending keys.
+    """
     from registry.errors import CheckpointError
 
-    state, meta = read_state_dict(path, trust_pickle=trust_pickle)
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore_prefixes)}
-    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
+    own = {k: v for k, v in model.state_dict().items() if not ignore_prefixes or not k.startswith(ignore_prefixes)}
+    state = {k: v for k, v in state.items() if not ignore_prefixes or not k.startswith(ignore_prefixes)}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f'{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}' for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+              if k in state and hasattr(state[k], 'shape') and tuple(state[k].shape) != tuple(v.shape)]
     if missing or unexpected or shapes:
         parts = []
         if shapes:
@@ -104,5 +128,4 @@ def load_model_weights(model: torch.nn.Module, path: str, trust_pickle: bool = F
             parts.append(f'{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}')
         raise CheckpointError(f'Checkpoint {path!r} does not fit this model: {"; ".join(parts)}. Was it trained '
                               'with a different config (backbone, number of classes)?')
-    model.load_state_dict(state, strict=False)
-    return meta
+    return state

@@ -1,0 +1,306 @@
+"""Checks of a whole config before the Runner starts: every component's arguments and the type of every value.
+
+Without them a wrong value travels into torch, timm or mmengine and comes back as a traceback from deep inside
+(``'<=' not supported between 'float' and 'str'`` from an optimizer, an ``AssertionError`` from a loop, a
+``ValueError`` from ``DataLoader``). Here each is one :class:`~registry.errors.ConfigError` naming the config key.
+
+What is checked, for the components of ``model``, ``*_dataloader`` (dataset, pipeline, sampler), ``optim_wrapper``
+(optimizer), ``param_scheduler``, ``default_hooks``/``custom_hooks``, ``train_cfg`` (the loop) and evaluators:
+
+- arguments the component does not take (with a did-you-mean; ``registry.XZooRegistry.check_args``);
+- values against the constructor's type hints, where the hint is plain: ``int``, ``float`` (an int is fine),
+  ``bool``, ``str``, ``None``, unions, sequences and tuples of those, ``dict``; anything richer is not judged;
+- the runtime values that are not components: ``batch_size``, ``num_workers``, ``randomness``.
+
+Example:
+    >>> from mmengine.config import Config
+    >>> cfg = Config(dict(model=dict(type='ImageClassifier', backbone=dict(type='TimmBackbone', model_name=3),
+    ...                              head=dict(type='LinearClsHead', num_classes=2))))
+    >>> check_components(cfg)
+    Traceback (most recent call last):
+    registry.errors.ConfigError: model.backbone.model_name must be a str (an argument of TimmBackbone), got 3 (int).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from registry import ALL as REGISTRIES
+from registry import (
+    DATA_SAMPLERS,
+    DATASETS,
+    HOOKS,
+    LOOPS,
+    METRICS,
+    MODELS,
+    OPTIM_WRAPPERS,
+    OPTIMIZERS,
+    PARAM_SCHEDULERS,
+    XZooRegistry,
+)
+from registry.errors import ConfigError, UnknownTypeError, XZooError
+
+# which registry builds a nested component, by the argument that holds it (a value that is not a dict, a callable
+# or None is an error there); other arguments holding a dict with a `type` are checked when exactly one registry
+# has that name
+_NESTED = {'backbone': 'BACKBONES', 'head': 'HEADS', 'alignment_heads': 'HEADS', 'loss': 'LOSSES',
+           'data_preprocessor': 'MODELS', 'text_branch': 'TEXT_ENCODERS', 'dataset': 'DATASETS',
+           'pipeline': 'TRANSFORMS', 'sampler': 'DATA_SAMPLERS', 'optimizer': 'OPTIMIZERS'}
+_SKIP = ('type', '_scope_', '_delete_')
+# keys that mmengine's builders consume before calling the constructor
+_CONSUMED = {'PARAM_SCHEDULERS': ('convert_to_iter_based',), 'HOOKS': ('priority',),
+             'OPTIM_WRAPPERS': ('paramwise_cfg', 'constructor', 'optimizer')}
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (from a config) fits the type hint ``hint``; unknown hints always fit."""
+    if hint is Any or hint is object or isinstance(hint, (str, typing.TypeVar)):
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, (bool, int))
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint in (dict, Mapping) or origin in (dict, Mapping):
+        return isinstance(value, Mapping)
+    if hint is os.PathLike:
+        return isinstance(value, (str, os.PathLike))
+    if origin is tuple:
+        if not _is_sequence(value):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return not args or (len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args)))
+    if hint in (list, tuple, Sequence) or origin in (list, Sequence, typing.Sequence):
+        return _is_sequence(value) and (not args or all(_matches(v, args[0]) for v in value))
+    if isinstance(value, Mapping):
+        return True  # a config dict for a component the constructor builds itself
+    if inspect.isclass(hint) and hint.__module__ == 'builtins' or getattr(hint, '__name__', '') == 'Tensor':
+        return isinstance(value, hint)  # a config holds no tensors: 'float | Tensor' means float here
+    return True  # a class or protocol this check does not judge (Tensor, Module, Sized, Callable, ...)
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe(a) for a in args if a is not type(None)]
+        parts = [p for p in parts if p != 'Tensor']
+        text = ' or '.join(dict.fromkeys(parts))
+        return f'{text} or None' if type(None) in args else text
+    if hint is type(None):
+        return 'None'
+    if origin is not None:
+        inner = ', '.join(_describe(a) for a in args if a is not Ellipsis)
+        name = getattr(origin, '__name__', str(origin))
+        return f'a {"list" if name == "Sequence" else name} of {inner}' if inner else name
+    return getattr(hint, '__name__', str(hint))
+
+
+def _article(text: str) -> str:
+    return text if text.startswith(('a ', 'an ')) else ('an ' if text[:1] in 'aeiou' else 'a ') + text
+
+
+def _hints(obj: Any) -> dict[str, Any]:
+    """Type hints of ``obj``'s arguments, following ``**kwargs`` up the class hierarchy."""
+    levels = [k.__init__ for k in obj.__mro__ if '__init__' in vars(k) and k is not object] \
+        if inspect.isclass(obj) else [obj]
+    hints: dict[str, Any] = {}
+    for fn in levels:
+        try:
+            found = typing.get_type_hints(fn)
+            open_ended = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+        except Exception:  # noqa: BLE001 - unresolvable annotations: judge nothing more
+            break
+        for key, hint in found.items():
+            hints.setdefault(key, hint)
+        if not open_ended:
+            break
+    return hints
+
+
+def _required(obj: Any) -> list[str]:
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _resolve(cfg: Mapping, registry: XZooRegistry, where: str, default_type: str | None) -> Any:
+    obj_type = cfg.get('type', default_type)
+    if obj_type is None:
+        raise ConfigError(f'{where} has no `type`: say which {registry.display_name} component to build, e.g. '
+                          f"{where}.type=... (see docs/configs.md).")
+    if isinstance(obj_type, str) and obj_type.strip():
+        try:
+            return registry.get(obj_type)
+        except XZooError:
+            raise
+        except (TypeError, ValueError, RuntimeError, ImportError, AttributeError) as exc:  # mmengine on '.', 'a..b'
+            raise UnknownTypeError(f'{where}.type: {registry.unknown_message(obj_type)}') from exc
+    if callable(obj_type):
+        return obj_type
+    raise ConfigError(f'{where}.type must be the name of a registered {registry.display_name} component, got '
+                      f'{obj_type!r}.')
+
+
+def check_component(cfg: Any, registry: XZooRegistry, where: str, default_type: str | None = None) -> None:
+    """Check one component config (and the components nested in it) at config key ``where``."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f'{where} must be a dict describing a {registry.display_name} component, e.g. '
+                          f"dict(type='...', ...), got {cfg!r} ({type(cfg).__name__}).")
+    obj = _resolve(cfg, registry, where, default_type)
+    if not callable(obj):
+        return
+    consumed = _CONSUMED.get(registry.display_name, ())
+    cfg = {k: v for k, v in cfg.items() if k not in consumed}
+    # unknown arguments only: required ones may come from the parent (a head's in_channels, a sampler's dataset)
+    registry.check_args({**cfg, 'type': obj}, default_args={name: None for name in _required(obj)})
+    hints = _hints(obj)
+    name = getattr(obj, '__name__', str(obj))
+    for key, value in cfg.items():
+        if key in _SKIP:
+            continue
+        hint = hints.get(key)
+        if hint is not None and not _matches(value, hint):
+            raise ConfigError(f'{where}.{key} must be {_article(_describe(hint))} (an argument of {name}), got '
+                              f'{value!r} ({type(value).__name__}).')
+        _check_nested(key, value, f'{where}.{key}')
+
+
+def _check_nested(key: str, value: Any, where: str) -> None:
+    known = REGISTRIES.get(_NESTED.get(key, ''))
+    items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+    for index, item in items:
+        path = where if index is None else f'{where}.{index}'
+        if known is not None and not isinstance(item, Mapping):
+            if item is None or callable(item):
+                continue
+            raise ConfigError(f'{path} must be a dict describing a {known.display_name} component, e.g. '
+                              f"dict(type='...', ...), got {item!r} ({type(item).__name__}).")
+        if not isinstance(item, Mapping) or (known is None and not isinstance(item.get('type'), str)):
+            continue
+        registry = known
+        if registry is None:  # an argument this table does not know: the registry that has the name, if only one
+            owners = [r for r in REGISTRIES.values() if item['type'] in r]
+            if len(owners) != 1:
+                continue
+            registry = owners[0]
+        check_component(item, registry, path)
+
+
+def _check_int(value: Any, where: str, minimum: int, what: str, example: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f'{where} must be {what}, got {value!r}. Example: --cfg-options {where}={example}')
+
+
+def check_runtime_values(cfg: Mapping) -> None:
+    """``*_dataloader.batch_size``/``num_workers``, ``randomness`` and the preprocessor's mean/std (3 channels)."""
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if not isinstance(loader, Mapping):
+            continue
+        if 'batch_size' in loader:
+            _check_int(loader['batch_size'], f'{split}_dataloader.batch_size', 1, 'a positive integer', 8)
+        if 'num_workers' in loader:
+            _check_int(loader['num_workers'], f'{split}_dataloader.num_workers', 0, 'an integer, 0 or more', 2)
+    model = cfg.get('model')
+    pre = model.get('data_preprocessor') if isinstance(model, Mapping) else None
+    for key in ('mean', 'std'):
+        value = pre.get(key) if isinstance(pre, Mapping) else None
+        if value is not None and (not _is_sequence(value) or len(value) != 3):
+            raise ConfigError(f'model.data_preprocessor.{key} must be 3 numbers (R, G, B, in 0-255; images are '
+                              f'converted to RGB), got {value!r}.')
+        if key == 'std' and value is not None and any(isinstance(v, (int, float)) and v <= 0 for v in value):
+            raise ConfigError(f'model.data_preprocessor.std must be positive, got {value!r}.')
+    randomness = cfg.get('randomness')
+    if randomness is not None and not isinstance(randomness, Mapping):
+        raise ConfigError(f'randomness must be a dict, e.g. dict(seed=0, deterministic=False), got {randomness!r}.')
+    if isinstance(randomness, Mapping):
+        seed = randomness.get('seed')
+        if seed is not None:
+            _check_int(seed, 'randomness.seed', 0, 'an integer >= 0 (or None: a random seed)', 0)
+        for flag in ('deterministic', 'diff_rank_seed'):
+            if not isinstance(randomness.get(flag, False), bool):
+                raise ConfigError(f'randomness.{flag} must be true or false, got {randomness[flag]!r}.')
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _items(value: Any, where: str) -> list[tuple[str, Any]]:
+    """``(key, item)`` of a component or a list of components."""
+    if _is_sequence(value):
+        return [(f'{where}.{i}', v) for i, v in enumerate(value)]
+    return [(where, value)]
+
+
+def check_components(cfg: Mapping) -> None:
+    """Check the arguments and value types of every component of ``cfg`` (see the module docstring)."""
+    check_runtime_values(cfg)
+    if 'model' in cfg:
+        check_component(cfg['model'], MODELS, 'model')
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if loader is None:
+            continue
+        if not isinstance(loader, Mapping):
+            raise ConfigError(f'{split}_dataloader must be a dict (batch_size, num_workers, sampler, dataset), got '
+                              f'{loader!r}.')
+        check_component(loader.get('dataset'), DATASETS, f'{split}_dataloader.dataset')
+        if loader.get('sampler') is not None:
+            check_component(loader['sampler'], DATA_SAMPLERS, f'{split}_dataloader.sampler')
+        evaluator = cfg.get(f'{split}_evaluator')
+        for where, metric in _items(evaluator, f'{split}_evaluator') if evaluator is not None else []:
+            if not (isinstance(metric, Mapping) and metric.get('type') == 'Evaluator'):
+                check_component(metric, METRICS, where)
+    wrapper = cfg.get('optim_wrapper')
+    if wrapper is not None:
+        if not isinstance(wrapper, Mapping):
+            raise ConfigError(f"optim_wrapper must be a dict, e.g. dict(optimizer=dict(type='SGD', lr=0.01)), got "
+                              f'{wrapper!r}.')
+        if 'constructor' not in wrapper:
+            check_component(wrapper, OPTIM_WRAPPERS, 'optim_wrapper', default_type='OptimWrapper')
+            check_component(wrapper.get('optimizer'), OPTIMIZERS, 'optim_wrapper.optimizer')
+    schedulers = cfg.get('param_scheduler')
+    for where, scheduler in _items(schedulers, 'param_scheduler') if schedulers is not None else []:
+        check_component(scheduler, PARAM_SCHEDULERS, where)
+    default_hooks = cfg.get('default_hooks') or {}
+    if not isinstance(default_hooks, Mapping):
+        raise ConfigError(f'default_hooks must be a dict of name -> hook config, got {default_hooks!r}.')
+    for name, hook in default_hooks.items():
+        if hook is not None:  # None switches a default hook off
+            check_component(hook, HOOKS, f'default_hooks.{name}')
+    custom_hooks = cfg.get('custom_hooks') or []
+    if not _is_sequence(custom_hooks):
+        raise ConfigError(f'custom_hooks must be a list of hook configs, got {custom_hooks!r}.')
+    for i, hook in enumerate(custom_hooks):
+        check_component(hook, HOOKS, f'custom_hooks.{i}')
+    train_cfg = cfg.get('train_cfg')
+    if train_cfg:
+        if not isinstance(train_cfg, Mapping):
+            raise ConfigError(f'train_cfg must be a dict, e.g. dict(by_epoch=True, max_epochs=10), got {train_cfg!r}.')
+        loop = dict(train_cfg)
+        if 'type' not in loop:
+            by_epoch = loop.pop('by_epoch', True)
+            loop['type'] = 'ResumableEpochBasedTrainLoop' if by_epoch else 'ResumableIterBasedTrainLoop'
+        check_component(loop, LOOPS, 'train_cfg')
