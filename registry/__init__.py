@@ -197,7 +197,7 @@ DATASETS = _child('DATASETS', MMENGINE_DATASETS, ['mmengine.dataset', 'zoo.datas
 """Datasets (``CUB200``, ``ClutteredFashionMNIST``, ``SyntheticShapes``)."""
 TRANSFORMS = _child('TRANSFORMS', MMENGINE_TRANSFORMS, ['zoo.datasets.transforms'])
 """Data transforms (torchvision v2, keeping boxes and masks aligned)."""
-HOOKS = _child('HOOKS', MMENGINE_HOOKS, ['mmengine.hooks', 'zoo.engine'])
+HOOKS = _child('HOOKS', MMENGINE_HOOKS, ['mmengine.hooks', 'zoo.engine', 'zoo.metrics'])
 """Runner hooks."""
 
 # --- children of the other mmengine roots: found through the parent, no scope warnings ----------------------

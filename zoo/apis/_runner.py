@@ -51,10 +51,13 @@ def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: st
     if not isinstance((cfg.get('env_cfg') or {}).get('dist_cfg', {}), dict):
         raise ConfigError(f"env_cfg.dist_cfg must be a dict, e.g. dict(backend='nccl'), got {cfg.env_cfg.dist_cfg!r}.")
     if not torch.cuda.is_available():
-        env = cfg.setdefault('env_cfg', {})
-        dist = env.setdefault('dist_cfg', {})
+        # (ConfigDict.setdefault returns a detached copy: assign the edited dicts back)
+        env = dict(cfg.get('env_cfg') or {})
+        dist = dict(env.get('dist_cfg') or {})
         if dist.get('backend', 'nccl') == 'nccl':
             dist['backend'] = 'gloo'
+        env['dist_cfg'] = dist
+        cfg.env_cfg = env
         if launcher != 'none' and not cfg.get('model_wrapper_cfg'):
             # scoped name: mmengine's wrap_model looks it up in its root registry
             cfg.model_wrapper_cfg = dict(type='zoo.CPUDistributedDataParallel')
