@@ -125,3 +125,33 @@ def test_help_describes_the_options():
     out = run_tool('tools/test.py', '--help')
     for flag in ('--work-dir', '--out', '--cfg-options', '--launcher'):
         assert flag in out.stdout
+
+
+def test_runners_started_in_the_same_second_keep_their_own_logs(tmp_path, monkeypatch):
+    """mmengine names its logger ``{config}_{timestamp}`` (1 s resolution) and reuses a taken name; xzoo's runners
+    in one process must still each log into their own work_dir."""
+    import time
+
+    import mmengine.runner.runner as mm_runner
+    from mmengine.config import Config
+
+    frozen = time.time()
+    monkeypatch.setattr(mm_runner.time, 'time', lambda: frozen)  # both runners start "in the same second"
+
+    from zoo.apis._runner import build_runner
+
+    cfg = dict(default_scope='zoo',
+               model=dict(type='ImageClassifier', backbone=dict(type='TimmBackbone', model_name='test_resnet'),
+                          head=dict(type='LinearClsHead', num_classes=3)))
+    path = tmp_path / 'tiny.py'
+    Config(cfg).dump(str(path))
+    runners = []
+    for name in ('a', 'b'):
+        c = Config.fromfile(str(path))
+        c.work_dir = str(tmp_path / name)
+        runners.append(build_runner(c))
+    a, b = runners
+    assert a.logger is not b.logger and a.experiment_name != b.experiment_name
+    b.logger.info('only in b')
+    logs = {n: next((tmp_path / n).rglob('*.log')).read_text() for n in ('a', 'b')}
+    assert 'only in b' in logs['b'] and 'only in b' not in logs['a']

@@ -92,6 +92,23 @@ def prepare_training(cfg: Config) -> Config:
     return cfg
 
 
+_runs_in_process = 0
+
+
+def _unique_experiment_name(cfg: Config) -> None:
+    """Give the 2nd, 3rd ... runner of one process its own logger, visualizer and message hub.
+
+    mmengine names them ``{config stem}_{timestamp}`` (1-second resolution) and hands back the *existing* instance
+    when the name is taken, so two runners started in the same second (a notebook, a test session, a sweep)
+    would share the first one's log file. A config's own ``experiment_name`` is kept.
+    """
+    global _runs_in_process
+    _runs_in_process += 1
+    if _runs_in_process > 1 and not cfg.get('experiment_name'):
+        stem = os.path.splitext(os.path.basename(cfg.filename or 'run'))[0]
+        cfg.experiment_name = f'{stem}_run{_runs_in_process}'
+
+
 def build_runner(cfg: Config) -> Any:
     from mmengine.runner import Runner
 
@@ -99,6 +116,7 @@ def build_runner(cfg: Config) -> Any:
     from zoo.engine import register_trusted_local_loader
 
     register_trusted_local_loader()
+    _unique_experiment_name(cfg)
     if cfg.get('launcher', 'none') == 'pytorch':
         import torch
 

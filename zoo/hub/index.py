@@ -154,10 +154,10 @@ def register_index(path: str | os.PathLike, override: bool = False) -> list[str]
 
     A name that is already known is an error naming both index files, unless ``override=True``.
 
-    Example:
-        >>> import zoo
-        >>> zoo.register_index('my_lab/index.json')     # doctest: +SKIP
-        ['mylab-vit-small-cub']
+    Example::
+
+        import zoo
+        zoo.register_index('my_lab/index.json')   # -> ['mylab-vit-small-cub']
     """
     entries = read_index(path)
     with _lock:

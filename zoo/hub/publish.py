@@ -4,10 +4,11 @@ The export folder (``config.json``, ``model.safetensors``, ``README.md`` card, o
 in a temporary folder and sent with a single ``HfApi.create_commit``. A card already in the repo is kept unless
 ``overwrite_card=True``. ``dry_run=OUT_DIR`` writes the folder there and touches no network.
 
-Example:
-    >>> from zoo.hub.publish import push_to_hub
-    >>> res = push_to_hub('work_dirs/resnet50_lico_cub', 'my-lab/lico-resnet50-cub')   # doctest: +SKIP
-    >>> res.commit_oid, res.sha256['model.safetensors']                               # doctest: +SKIP
+Example::
+
+    from zoo.hub.publish import push_to_hub
+    res = push_to_hub('work_dirs/resnet50_lico_cub', 'my-lab/lico-resnet50-cub')
+    res.commit_oid, res.sha256['model.safetensors']
 """
 from __future__ import annotations
 

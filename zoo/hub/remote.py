@@ -3,9 +3,10 @@
 Offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) a file that is not cached fails at once with a
 message naming the repo and ``zoo.download``.
 
-Example:
-    >>> from zoo.hub.remote import hub_file
-    >>> hub_file('xzoo/lico-resnet50-cub', 'model.safetensors', name='lico-resnet50-cub')  # doctest: +SKIP
+Example::
+
+    from zoo.hub.remote import hub_file
+    hub_file('xzoo/lico-resnet50-cub', 'model.safetensors', name='lico-resnet50-cub')
 """
 from __future__ import annotations
 

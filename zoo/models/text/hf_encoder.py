@@ -6,8 +6,8 @@
 
 Example:
     >>> from registry import TEXT_ENCODERS
-    >>> enc = TEXT_ENCODERS.build(dict(type='HFTextEncoder', model_name='all-MiniLM-L6-v2'))  # doctest: +SKIP
-    >>> enc.encode_text(['a photo of a bird']).sentence.shape  # doctest: +SKIP
+    >>> enc = TEXT_ENCODERS.build(dict(type='HFTextEncoder', model_name='all-MiniLM-L6-v2'))
+    >>> enc.encode_text(['a photo of a bird']).sentence.shape
     torch.Size([1, 384])
 """
 from __future__ import annotations
