@@ -211,7 +211,7 @@ CASES: list[tuple[str, str, Argv, tuple[str, ...]]] = [
      ('data_root', 'does not exist')),
     ('cub-data-root-is-a-file', 'train', lambda c: [CUB, '--work-dir', c.work, '--cfg-options',
                                                     *c.cub_options(f'train_dataloader.dataset.data_root={c.tiny}')],
-     ('data_root',)),
+     ('data_root', 'is a file', 'CUB_200_2011 folder')),
     ('cub-image-missing', 'train', lambda c: [_gone(_cub_image(c, 0)), CUB, '--work-dir', c.work,
                                               '--cfg-options', *c.cub_options()][1:],
      ('does not exist', '.jpg')),

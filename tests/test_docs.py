@@ -18,3 +18,26 @@ def test_adding_components_examples_run():
     out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                          env={'PYTHONPATH': str(ROOT), 'HF_HUB_OFFLINE': '1', 'PATH': '/usr/bin:/bin'})
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def _load_tool(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f'_readme_tool_{name}', ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_tool_commands_parse():
+    """Every ``python tools/X.py ...`` line of the README uses options the tool really has."""
+    import shlex
+
+    text = (ROOT / 'README.md').read_text().replace('\\\n', ' ')
+    commands = re.findall(r'^(?:torchrun [^\n]*?)?python tools/(\w+)\.py([^\n#]*)', text, flags=re.M)
+    commands += re.findall(r'^torchrun [^\n]*? tools/(\w+)\.py([^\n#]*)', text, flags=re.M)
+    assert {name for name, _ in commands} >= {'train', 'test', 'explain', 'push_to_hub', 'list_models'}
+    for name, args in commands:
+        tool = _load_tool(name)
+        if hasattr(tool, 'parse_args'):
+            tool.parse_args(shlex.split(args))  # argparse exits (test fails) on an unknown option

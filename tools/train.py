@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
 
     runner = train(args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
                    cfg_options=args.cfg_options, launcher=args.launcher)
-    print(f'Checkpoints and logs: {runner.work_dir}')
+    from mmengine.dist import is_main_process
+
+    if is_main_process():  # once, not once per torchrun rank
+        print(f'Checkpoints and logs: {runner.work_dir}')
 
 
 if __name__ == '__main__':

@@ -79,6 +79,12 @@ class CUB200(ClsDataset):
 
     def load_data_list(self) -> list[dict[str, Any]]:
         root = os.path.expanduser(self.data_root or '')
+        if os.path.isfile(root):
+            archive = root.endswith(('.tgz', '.tar.gz', '.tar'))
+            hint = ' (an archive? extract it first: tar -xzf CUB_200_2011.tgz)' if archive else ''
+            raise DataError(f'CUB200: data_root {root!r} is a file{hint}; it must be the CUB_200_2011 folder that '
+                            'holds images.txt. Set --cfg-options train_dataloader.dataset.data_root=PATH '
+                            '(and val/test).')
         if not root or not os.path.isdir(root):
             raise DataError(f'CUB200: data_root {root!r} does not exist. Download CUB_200_2011 from {_URL} and '
                             'set --cfg-options train_dataloader.dataset.data_root=PATH (and val/test).')
