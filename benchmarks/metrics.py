@@ -17,6 +17,7 @@ device: a GPU runs one image almost as fast as a batch, so batching wins by orde
 large model is compute-bound even at batch 1 and the gain is per-call overhead and thread utilisation. The default
 ``--step`` (32 image widths, 8 evaluations per image) keeps a CPU run to minutes; both sides scale linearly with
 the number of steps, so the ratio barely depends on it (RISE uses one image width per step: ``--step 224``).
+It finally prints the device floor: the bare model's time per image at ``--batch-size`` ÷ at batch 1.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import math
 import os
 import sys
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,6 +53,23 @@ def per_image_curve(model: torch.nn.Module, image: torch.Tensor, saliency: torch
             idx = order[step * i:step * (i + 1)]
             start[:, idx] = finish[:, idx]
     return scores
+
+
+def forward_floor(model: torch.nn.Module, images: torch.Tensor, batch_size: int, sync: Any) -> float:
+    """Time per image of the bare model at ``batch_size`` ÷ at batch 1 (same images, best of 2 rounds)."""
+    def per_image(bs: int) -> float:
+        best = math.inf
+        for _ in range(2):
+            sync()
+            t = time.perf_counter()
+            with torch.no_grad():
+                for lo in range(0, len(images), bs):
+                    model(images[lo:lo + bs])
+            sync()
+            best = min(best, time.perf_counter() - t)
+        return best / len(images)
+
+    return per_image(batch_size) / per_image(1)
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -124,6 +143,9 @@ def main(argv: list[str] | None = None) -> float:
     ratio = batched_s / loop_s
     print(f'same curves: max |batched - loop| = {diff:.2e}')
     print(f'ratio batched / per-image loop = {ratio:.3f} (target <= 0.1)')
+    floor = forward_floor(model, images, args.batch_size, sync)
+    print(f'device floor: plain forward passes, batch {args.batch_size} / batch 1 time per image = {floor:.3f} '
+          '(no batched metric can do much better than this on this device)')
     if diff > 1e-3:
         raise SystemExit('the batched and per-image curves differ: the benchmark compares different things')
     return ratio
