@@ -14,11 +14,15 @@ default ScoreCAM configuration needs that much free memory; ours streams chunks 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
-import torch
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+import torch  # noqa: E402
 
 
 def _time(fn: Callable[[], object]) -> float:
