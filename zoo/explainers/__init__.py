@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from registry import EXPLAINERS
-from registry.errors import ConfigError, UnknownTypeError, did_you_mean
+from registry.aliases import alias_table, resolve_alias
+from registry.errors import ConfigError
 
 from . import eigencam, gradcam, rise, scorecam  # noqa: F401  (register every explainer)
 from .base import CAMExplainer, Capture, Explainer, minmax_normalize, model_state, resize_maps
@@ -46,30 +47,14 @@ from .rise import RISE
 from .scorecam import ScoreCAM
 
 
-def _key(name: str) -> str:
-    return name.lower().replace('_', '').replace('-', '')
-
-
 def list_explainers() -> dict[str, str]:
     """``{alias: registered name}`` for every registered explainer (plugins included), aliases sorted."""
-    out: dict[str, str] = {}
-    for name in EXPLAINERS.names():
-        cls = EXPLAINERS.get(name)
-        for alias in (*getattr(cls, 'aliases', ()), name.lower()):
-            out.setdefault(alias, name)
-    return dict(sorted(out.items()))
+    return alias_table(EXPLAINERS, lambda name, cls: (*getattr(cls, 'aliases', ()), name.lower()))
 
 
 def resolve_name(name: str) -> str:
     """The registered name for an alias or a registered name (case, ``-`` and ``_`` ignored)."""
-    if name in EXPLAINERS:
-        return name
-    table = list_explainers()
-    by_key = {_key(a): n for a, n in table.items()}
-    if _key(name) in by_key:
-        return by_key[_key(name)]
-    raise UnknownTypeError(f'No explainer {name!r}.{did_you_mean(name, table)} Known: {", ".join(table)}. '
-                           "A module outside xzoo registers through the 'xzoo.plugins' entry point.")
+    return resolve_alias(EXPLAINERS, name, list_explainers(), 'explainer')
 
 
 def build_explainer(name_or_cfg: str | Mapping[str, Any] | Explainer, **kwargs: Any) -> Explainer:

@@ -42,7 +42,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from registry import EXPLANATION_METRICS
-from registry.errors import ConfigError, DataError, UnknownTypeError, did_you_mean
+from registry.aliases import alias_table, resolve_alias
+from registry.errors import ConfigError, DataError
+
+
+def to_plain(v: Any) -> Any:
+    """JSON-ready copy: tensors and arrays as lists, ``NaN`` as ``None``, mapping keys as strings."""
+    if isinstance(v, Tensor) or hasattr(v, 'tolist'):
+        return to_plain(v.tolist())
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, (list, tuple)):
+        return [to_plain(x) for x in v]
+    if isinstance(v, Mapping):
+        return {str(k): to_plain(x) for k, x in v.items()}
+    return v
+
 
 Targets = int | Tensor | list | None
 
@@ -80,20 +95,10 @@ class MetricResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: lists instead of tensors, ``NaN`` as ``None``."""
-        def plain(v: Any) -> Any:
-            if isinstance(v, Tensor):
-                return plain(v.tolist())
-            if isinstance(v, float) and math.isnan(v):
-                return None
-            if isinstance(v, (list, tuple)):
-                return [plain(x) for x in v]
-            if isinstance(v, Mapping):
-                return {str(k): plain(x) for k, x in v.items()}
-            return v
-        return plain(dict(name=self.name, aggregate=self.aggregate, per_sample=self.per_sample,
-                          n_excluded=self.n_excluded, higher_is_better=self.higher_is_better,
-                          conventions=self.conventions, classes=self.classes, curve_x=self.curve_x,
-                          curve=self.curve, extras=self.extras))
+        return to_plain(dict(name=self.name, aggregate=self.aggregate, per_sample=self.per_sample,
+                             n_excluded=self.n_excluded, higher_is_better=self.higher_is_better,
+                             conventions=self.conventions, classes=self.classes, curve_x=self.curve_x,
+                             curve=self.curve, extras=self.extras))
 
 
 @contextmanager
@@ -332,32 +337,15 @@ class ScoredMetric(ExplanationMetric):
         return targets
 
 
-def _key(name: str) -> str:
-    return name.lower().replace('_', '').replace('-', '').replace(' ', '')
-
-
 def list_explanation_metrics() -> dict[str, str]:
     """``{alias: registered name}`` for every registered explanation metric (plugins included)."""
-    out: dict[str, str] = {}
-    for name in EXPLANATION_METRICS.names():
-        cls = EXPLANATION_METRICS.get(name)
-        for alias in (getattr(cls, 'name', None), *getattr(cls, 'aliases', ()), name):
-            if alias:
-                out.setdefault(alias, name)
-    return dict(sorted(out.items()))
+    return alias_table(EXPLANATION_METRICS,
+                       lambda name, cls: (getattr(cls, 'name', None), *getattr(cls, 'aliases', ()), name))
 
 
 def resolve_metric_name(name: str) -> str:
     """The registered name for an alias (``'pointing_game'``, ``'ebpg'``) or registered name."""
-    if name in EXPLANATION_METRICS:
-        return name
-    table = list_explanation_metrics()
-    by_key = {_key(a): n for a, n in table.items()}
-    if _key(name) in by_key:
-        return by_key[_key(name)]
-    raise UnknownTypeError(f'No explanation metric {name!r}.{did_you_mean(name, table)} Known: '
-                           f"{', '.join(table)}. A module outside xzoo registers through the 'xzoo.plugins' entry "
-                           'point.')
+    return resolve_alias(EXPLANATION_METRICS, name, list_explanation_metrics(), 'explanation metric')
 
 
 def build_explanation_metric(name_or_cfg: str | Mapping[str, Any] | ExplanationMetric,

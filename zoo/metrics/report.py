@@ -21,20 +21,8 @@ from typing import Any
 
 import torch
 
+from .base import to_plain
 from .causal import Deletion, Insertion
-
-
-def plain(v: Any) -> Any:
-    """JSON-ready copy: tensors and arrays as lists, NaN as ``None``."""
-    if isinstance(v, torch.Tensor) or hasattr(v, 'tolist'):
-        return plain(v.tolist())
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    if isinstance(v, Mapping):
-        return {str(k): plain(x) for k, x in v.items()}
-    return v
 
 
 def summarize(quality: Any, records: list[dict]) -> dict[str, Any]:
@@ -118,7 +106,7 @@ def write_report(summary: dict[str, Any], records: list[dict], out_dir: str, qua
     """Write results.json, results.md, curves.png and the example grids into ``out_dir``; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
     files = dict(json=os.path.join(out_dir, 'results.json'), markdown=os.path.join(out_dir, 'results.md'))
-    _write_text(files['json'], json.dumps(plain(summary), indent=2) + '\n')
+    _write_text(files['json'], json.dumps(to_plain(summary), indent=2) + '\n')
     _write_text(files['markdown'], markdown_report(summary))
     panels = {}
     for mname in quality.metrics:
