@@ -8,6 +8,7 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -62,6 +63,22 @@ def fake_cub(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope='session')
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Name of a 2-layer, 64-wide open_clip config (random weights, the real BPE tokenizer), registered with
+    open_clip for this test session."""
+    import json
+
+    import open_clip
+
+    d = tmp_path_factory.mktemp('clipcfg')
+    cfg = dict(embed_dim=48, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=16, head_width=16),
+               text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
+    (d / 'xzoo-tiny-clip.json').write_text(json.dumps(cfg))
+    open_clip.add_model_config(d)
+    return 'xzoo-tiny-clip'
+
+
+@pytest.fixture(scope='session')
 def fashion_mnist_dir() -> str:
     """Real Fashion-MNIST files (Debian package, data/, or fetched with `apt-get download`)."""
     from zoo.apis.assets import ensure_fashion_mnist
@@ -75,6 +92,17 @@ def lite0_weights() -> str:
     from zoo.apis.assets import ensure_lite0_weights
 
     return ensure_lite0_weights(str(ROOT / 'data'))
+
+
+def load_tool(name: str) -> Any:
+    """``tools/<name>.py`` imported as a module (the tools are scripts, not a package), e.g. to call ``main(argv)``
+    in-process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f'xzoo_tool_{name}', ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(*args: str, cwd: Path = ROOT, timeout: float = 900, env: dict | None = None

@@ -7,7 +7,6 @@ anywhere under the test's folder. The cases run ``tools/train.py`` / ``tools/tes
 from __future__ import annotations
 
 import copy
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +18,9 @@ from PIL import Image
 
 from zoo.cli import run_cli
 
-from .conftest import ROOT, make_fake_cub, run_tool
+from .conftest import ROOT, load_tool, make_fake_cub, run_tool
 
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'xzoo_bad_input_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TOOLS = {'train': _load_tool('train'), 'test': _load_tool('test')}
+TOOLS = {'train': load_tool('train'), 'test': load_tool('test')}
 CUB = str(ROOT / 'configs' / 'resnet50_baseline_cub.py')
 
 TINY = dict(

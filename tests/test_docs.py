@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from .conftest import ROOT
+from .conftest import ROOT, load_tool
 
 
 def _python_blocks(path):
@@ -20,15 +20,6 @@ def test_adding_components_examples_run():
     assert out.returncode == 0, out.stderr[-2000:]
 
 
-def _load_tool(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f'_readme_tool_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_readme_tool_commands_parse():
     """Every ``python tools/X.py ...`` line of the README uses options the tool really has."""
     import shlex
@@ -38,6 +29,6 @@ def test_readme_tool_commands_parse():
     commands += re.findall(r'^torchrun [^\n]*? tools/(\w+)\.py([^\n#]*)', text, flags=re.M)
     assert {name for name, _ in commands} >= {'train', 'test', 'explain', 'push_to_hub', 'list_models'}
     for name, args in commands:
-        tool = _load_tool(name)
+        tool = load_tool(name)
         if hasattr(tool, 'parse_args'):
             tool.parse_args(shlex.split(args))  # argparse exits (test fails) on an unknown option

@@ -1,7 +1,6 @@
 """Pictures (zoo.viz), the explain API (zoo.apis.explain) and the tools/explain.py command line."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,7 @@ from zoo.apis.explain import explain_images, find_images, input_size
 from zoo.cli import run_cli
 from zoo.viz import colorize, denormalize, overlay, save_grid, save_overlay
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location('explain_tool', ROOT / 'tools' / 'explain.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from .conftest import ROOT, load_tool
 
 
 @pytest.fixture(scope='module')
@@ -119,7 +111,7 @@ def test_cli_with_a_model_loader(model, image_dir: Path, monkeypatch, capsys):
         return model
 
     monkeypatch.setattr(zoo.apis, 'init_model', fake_init_model)
-    tool = _tool()
+    tool = load_tool('explain')
     out = image_dir / 'cli'
     code = _exit_code(tool, ['cfg.py', 'ckpt.pth', str(image_dir / 'imgs'), '--method', 'gradcam,eigencam',
                              '--method', 'layercam', '--target', 'bird', '--out', str(out), '--size', '48',
@@ -148,13 +140,14 @@ def test_cli_end_to_end_with_a_config_and_checkpoint(image_dir: Path, capsys):
     ckpt = image_dir / 'model.pth'
     torch.save({'state_dict': net.state_dict(), 'meta': {'dataset_meta': {'classes': ['ant', 'bee', 'cow']}}}, ckpt)
     out = image_dir / 'e2e'
-    code = _exit_code(_tool(), [config, str(ckpt), str(image_dir / 'imgs'), '--method', 'gradcam', '--method',
-                                'scorecam', '--target', 'cow', '--out', str(out), '--no-progress',
-                                '--cfg-options', *SMALL_CUB])
+    explain_tool = load_tool('explain')
+    code = _exit_code(explain_tool, [config, str(ckpt), str(image_dir / 'imgs'), '--method', 'gradcam', '--method',
+                                     'scorecam', '--target', 'cow', '--out', str(out), '--no-progress',
+                                     '--cfg-options', *SMALL_CUB])
     assert code == 0, capsys.readouterr().err
     assert Image.open(out / 'a_gradcam.png').size == (64, 64)  # Resize 72 + CenterCrop 64 from the config
     assert sorted(p.name for p in out.iterdir()) == ['a_gradcam.png', 'a_scorecam.png', 'b_gradcam.png',
                                                     'b_scorecam.png', 'grid.png']
-    assert _exit_code(_tool(), [config, str(ckpt), str(image_dir / 'imgs'), '--target', 'dog', '--out', str(out),
-                                '--cfg-options', *SMALL_CUB]) == 2
+    assert _exit_code(explain_tool, [config, str(ckpt), str(image_dir / 'imgs'), '--target', 'dog', '--out', str(out),
+                                     '--cfg-options', *SMALL_CUB]) == 2
     assert "Unknown target class 'dog'" in capsys.readouterr().err

@@ -1,8 +1,6 @@
 """A LICO ImageClassifier: losses, one text forward per step, and inference that is exactly timm's model."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import timm
 import torch
@@ -12,18 +10,6 @@ from registry.errors import ConfigError
 from zoo.structures import DataSample
 
 CLASSES = ['cat', 'dog', 'red winged blackbird']
-
-
-@pytest.fixture(scope='module')
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
-    import open_clip
-
-    d = tmp_path_factory.mktemp('clipcfg')
-    cfg = dict(embed_dim=48, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=16, head_width=16),
-               text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
-    (d / 'xzoo-tiny-clip-m.json').write_text(json.dumps(cfg))
-    open_clip.add_model_config(d)
-    return 'xzoo-tiny-clip-m'
 
 
 def _lico_cfg(tiny_clip: str, **over) -> dict:

@@ -1,8 +1,6 @@
 """LICO text side: open_clip and Hugging Face encoders, the three prompt designs, the shared text branch."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -11,19 +9,6 @@ from registry.errors import CheckpointError, ConfigError
 
 NAMES = ['black footed albatross', 'cat', 'red_winged_blackbird', 'dog', 'laysan albatross']
 DESIGNS = {'SharedPromptLearner': 1, 'ClassSpecificPromptLearner': 1, 'RolledPromptLearner': 4}
-
-
-@pytest.fixture(scope='module')
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Name of a 2-layer, 64-wide open_clip config (random weights, the real BPE tokenizer)."""
-    import open_clip
-
-    d = tmp_path_factory.mktemp('clipcfg')
-    cfg = dict(embed_dim=48, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=16, head_width=16),
-               text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
-    (d / 'xzoo-tiny-clip.json').write_text(json.dumps(cfg))
-    open_clip.add_model_config(d)
-    return 'xzoo-tiny-clip'
 
 
 @pytest.fixture(scope='module')

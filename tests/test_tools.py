@@ -1,7 +1,6 @@
 """tools/train.py and tools/test.py: a real train → resume → test cycle, and one-line errors with exit code 2."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,17 +9,9 @@ import torch
 
 from zoo.cli import run_cli
 
-from .conftest import ROOT, run_tool
+from .conftest import load_tool, run_tool
 
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'xzoo_tool_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool, test_tool = _load_tool('train'), _load_tool('test')
+train_tool, test_tool = load_tool('train'), load_tool('test')
 
 CUB = 'configs/resnet50_baseline_cub.py'
 
