@@ -1,4 +1,4 @@
-"""Pictures (zoo.viz), the explain API (zoo.apis.explain) and the tools/explain.py command line."""
+"""Pictures (zoo.viz), the explain API (zoo.apis.explaining) and the tools/explain.py command line."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ from PIL import Image
 import zoo.apis
 from registry import MODELS
 from registry.errors import ConfigError, DataError
-from zoo.apis.explain import explain_images, find_images, input_size
+from zoo.apis.explaining import explain_images, find_images, input_size
 from zoo.cli import run_cli
 from zoo.viz import colorize, denormalize, overlay, save_grid, save_overlay
 
@@ -61,7 +61,7 @@ def test_png_writers(tmp_path: Path):
         save_grid(tmp_path / 'bad.png', torch.rand(3, 3, 8, 8), {'a': torch.rand(2, 8, 8)})
 
 
-# --- zoo.apis.explain --------------------------------------------------------------------------------------------
+# --- zoo.apis.explaining --------------------------------------------------------------------------------------------
 def test_explain_images_writes_overlays_and_grid(model, image_dir: Path):
     out = image_dir / 'out'
     res = explain_images(model, [image_dir / 'imgs', image_dir / 'a.png'], methods=['gradcam', 'gradcam++'],

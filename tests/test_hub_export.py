@@ -74,7 +74,7 @@ def test_local_dir_round_trip_gives_equal_outputs(exported, trained):  # noqa: F
 
     original, _ = load_trained(trained)
     model = zoo.load(f'local-dir:{exported}')
-    assert model.class_names == CLASSES and model.input_size == (32, 32)
+    assert model.class_names == CLASSES and model.preprocessing.hw == (32, 32)
     images = probe_images()
     assert torch.equal(logits(original, images), logits(model, images))
     maps = model.explain(images, targets=1)
@@ -148,6 +148,6 @@ def test_find_checkpoint(trained, tmp_path):  # noqa: F811
     assert find_checkpoint(trained / 'iter_3.pth') == (config, str(trained / 'iter_3.pth'))
     with pytest.raises(CheckpointError, match='holds no checkpoint'):
         find_checkpoint(tmp_path)
-    (tmp_path / 'c.pth').write_bytes(b'')
+    torch.save({'state_dict': {}}, tmp_path / 'iter_1.pth')  # a complete checkpoint, but no config dump
     with pytest.raises(ConfigError, match='no config dump.*--config'):
         find_checkpoint(tmp_path)

@@ -33,7 +33,7 @@ def test_push_then_load_into_a_fresh_cache(fake_hub, trained, original, tmp_path
     images = probe_images()
     assert not model.training and model.class_names == CLASSES
     assert torch.equal(logits(model, images), logits(original, images))
-    assert model.zoo_files['weights'].startswith(str(tmp_path / 'fresh'))
+    assert model.pretrained_files['weights'].startswith(str(tmp_path / 'fresh'))
     pinned = zoo.load(f'hf-hub:lab/tiny-shapes@{res.commit_oid}', cache_dir=str(tmp_path / 'fresh'))
     assert torch.equal(logits(pinned, images), logits(original, images))
 
@@ -66,7 +66,7 @@ def test_published_index_entry_is_verified(fake_hub, trained, original, tmp_path
     assert zoo.list_models('lab-*', pretrained=True) == ['lab-tiny', 'lab-tiny-corrupt']
     model = zoo.load('lab-tiny', cache_dir=str(tmp_path / 'c'))
     assert torch.equal(logits(model, probe_images()), logits(original, probe_images()))
-    assert model.zoo_files['sha256'] == good['sha256']['model.safetensors']
+    assert model.pretrained_files['sha256'] == good['sha256']['model.safetensors']
     with pytest.raises(CheckpointError, match=r"model.safetensors' \(lab-tiny-corrupt\) has sha256 [0-9a-f]{64}, "
                                               r'but 0{64} was expected.*corrupt'):
         zoo.load('lab-tiny-corrupt', cache_dir=str(tmp_path / 'c'))

@@ -49,17 +49,17 @@ def test_pickle_next_to_safetensors_is_never_opened(exported, tmp_path):  # noqa
     marker = tmp_path / 'pwned'
     _malicious_pickle(folder / 'pytorch_model.bin', marker)
     model = zoo.load(f'local-dir:{folder}')
-    assert model.zoo_files['weights'].endswith('model.safetensors')
+    assert model.pretrained_files['weights'].endswith('model.safetensors')
     assert not marker.exists()
 
 
 def test_weights_loader_refuses_pickles_by_suffix_before_opening(tmp_path):
-    from zoo.hub.weights import load_weights
+    from zoo.models.weights import load_model_weights
 
     marker = tmp_path / 'pwned'
     path = _malicious_pickle(tmp_path / 'weights.safetensors.pth', marker)
-    with pytest.raises(CheckpointError, match='not a safetensors file.*refused'):
-        load_weights(torch.nn.Linear(2, 2), path)
+    with pytest.raises(CheckpointError, match='is a pickle file.*refused'):
+        load_model_weights(torch.nn.Linear(2, 2), path)
     assert not marker.exists()
 
 
@@ -154,12 +154,13 @@ def test_unexpected_tensor(exported, tmp_path):  # noqa: F811
 
 
 def test_sha256_mismatch_names_the_file(exported):  # noqa: F811
-    from zoo.hub.weights import load_weights
+    from zoo.models.weights import verify_sha256
 
-    model = zoo.load(f'local-dir:{exported}', pretrained=False)
     weights = exported / 'model.safetensors'
     with pytest.raises(CheckpointError, match=rf"'{weights}' \(test\) has sha256 [0-9a-f]{{64}}, but 0+ was expected"):
-        load_weights(model, weights, sha256='0' * 64, source='test')
+        verify_sha256(weights, '0' * 64, 'test')
+    with pytest.raises(CheckpointError, match='has sha256'):
+        zoo.ZooModel.from_pretrained(exported, sha256='0' * 64)
 
 
 @pytest.mark.parametrize('damage,message', [

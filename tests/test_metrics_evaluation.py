@@ -1,4 +1,5 @@
-"""Explanation metrics in the Runner's test loop: ExplanationQuality + ExplanationHook, zoo.apis.test, tools/test.py."""
+"""Explanation metrics in the Runner's test loop: ExplanationQuality + ExplanationHook, zoo.apis.testing and
+tools/test.py."""
 from __future__ import annotations
 
 import json
@@ -62,7 +63,7 @@ def stand_in():
 
 
 def test_api_writes_results_with_conventions(tiny_run, tmp_path):
-    from zoo.apis.test import last_explanation_files, test
+    from zoo.apis.testing import last_explanation_files, test
 
     cfg, ckpt = tiny_run
     out = tmp_path / 'metrics.json'

@@ -27,7 +27,8 @@ import zoo.engine  # noqa: F401
 import zoo.metrics  # noqa: F401
 import zoo.models  # noqa: F401
 from registry import HOOKS
-from zoo.engine.atomic import PARTIAL, atomic_write_bytes, find_resume_checkpoint, is_complete_checkpoint
+from zoo.core.checkpoints import find_resume_checkpoint, is_complete_checkpoint
+from zoo.core.fileio import PARTIAL, atomic_write_bytes
 
 from .conftest import ROOT
 

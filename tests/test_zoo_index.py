@@ -105,8 +105,8 @@ def test_shipped_entries_are_honest():
         assert Path(entry.config).is_file() and entry.config.endswith('.json')
         assert entry.license and entry.paper and entry.dataset['name']
         assert any(m['key'] == 'accuracy/top1' and m['conventions'] for m in entry.metrics)
-        from zoo.hub.schema import read_config
-        config = read_config(entry.config)
+        from zoo.models.serialization import read_export_config
+        config = read_export_config(entry.config)
         assert config['training']['method'] == entry.method
         assert len(config['class_names']) == config['num_classes'] == entry.dataset['num_classes']
 

@@ -39,19 +39,19 @@ def test_lico_entry_builds_offline_with_random_weights(no_network):
     assert model.num_classes == 200 and model.class_names[0] == 'Black footed Albatross'
     assert not any(k.startswith(('alignment_heads.', 'text_branch.')) for k in model.state_dict())
     pre = model.preprocessing
-    assert pre['input_size'] == [3, 448, 448] and pre['resize'] == [510, 510] and pre['crop_mode'] == 'squash'
-    assert pre['interpolation'] == 'bilinear' and pre['mean'] == [0.485, 0.456, 0.406]
+    assert pre.input_size == (3, 448, 448) and pre.resize == (510, 510) and pre.crop_mode == 'squash'
+    assert pre.interpolation == 'bilinear' and pre.mean == (0.485, 0.456, 0.406)
     assert model.pretrained_cfg['crop_pct'] == pytest.approx(448 / 510, abs=1e-6)
     assert model.explainer_defaults['method'] == 'gradcam'
     assert model.explainer_defaults['target_layer'] == 'backbone.model.layer4'
-    assert model.zoo_source == 'lico-resnet50-cub' and model.zoo_files == {}
+    assert model.pretrained_source == 'lico-resnet50-cub' and 'weights' not in model.pretrained_files
 
 
 def test_demo_entry_explains_and_preprocesses(no_network, tmp_path):
     from PIL import Image
 
     model = zoo.load('baseline-efficientnetlite0-clutteredfmnist', pretrained=False)
-    assert model.input_size == (128, 128) and len(model.class_names) == 10
+    assert model.preprocessing.hw == (128, 128) and len(model.class_names) == 10
     Image.new('RGB', (200, 150), 'white').save(tmp_path / 'shirt.png')  # another size: resized to the input
     from zoo.apis import load_images
     batch = load_images(model, [str(tmp_path / 'shirt.png')])

@@ -4,7 +4,7 @@
         [--target CLASS] --out DIR [--device cpu] [--size 224] [--batch-size 8] [--cfg-options k=v ...]
 
 IMAGES are image files and/or folders (searched recursively). CLASS is an index or a class name; by default each
-image is explained for its predicted class. All logic lives in :func:`zoo.apis.explain.explain`.
+image is explained for its predicted class. All logic lives in :func:`zoo.apis.explaining.explain`.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from zoo.apis.explain import explain
+    from zoo.apis.explaining import explain
 
     methods = [m.strip() for arg in (args.method or ['gradcam']) for m in arg.split(',') if m.strip()]
     size = None if args.size is None else (args.size[0] if len(args.size) == 1 else tuple(args.size[:2]))

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    from zoo.apis.test import test
+    from zoo.apis.testing import test
 
     metrics = test(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
                    cfg_options=args.cfg_options, launcher=args.launcher, explainers=args.explainers,
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         print(f'Metrics written to {args.out}')
     if args.explainers:
-        from zoo.apis.test import last_explanation_files
+        from zoo.apis.testing import last_explanation_files
 
         files = last_explanation_files()
         if files.get('markdown') and os.path.isfile(files['markdown']):

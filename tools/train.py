@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    from zoo.apis.train import train
+    from zoo.apis.training import train
 
     runner = train(args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
                    cfg_options=args.cfg_options, launcher=args.launcher)

@@ -16,23 +16,25 @@ __version__ = '0.1.0'
 
 # public name -> module that defines it (imported on first attribute access)
 _LAZY: dict[str, str] = {
-    'train': 'zoo.apis.train',
-    'test': 'zoo.apis.test',
+    'train': 'zoo.apis.training',
+    'test': 'zoo.apis.testing',
     'load_config': 'zoo.apis.config',
-    'explain': 'zoo.apis.explain',
-    'explain_images': 'zoo.apis.explain',
+    'explain': 'zoo.apis.explaining',
+    'explain_images': 'zoo.apis.explaining',
     'init_model': 'zoo.apis.inference',
     'XZooError': 'registry.errors',
     'ConfigError': 'registry.errors',
     'DataError': 'registry.errors',
     'CheckpointError': 'registry.errors',
+    'ZooModel': 'zoo.models.contract',
+    'Preprocessing': 'zoo.models.contract',
     'load': 'zoo.hub.api',
     'download': 'zoo.hub.api',
     'list_models': 'zoo.hub.index',
     'register_index': 'zoo.hub.index',
 }
-_SUBMODULES = {'apis', 'datasets', 'engine', 'explainers', 'hub', 'metrics', 'models', 'ops', 'viz', 'cli',
-               'structures'}
+_SUBMODULES = {'apis', 'core', 'datasets', 'engine', 'explainers', 'hub', 'metrics', 'models', 'ops', 'viz', 'cli',
+               'structures', 'validation'}
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from registry.errors import XZooError
+
 EXIT_USER_ERROR = 2
 _WORKER = re.compile(r'Caught \w+ in DataLoader worker process \d+\.')
 
@@ -39,8 +41,6 @@ def one_line(exc: BaseException) -> str:
 
 def user_error(exc: BaseException) -> str | None:
     """One-line message when ``exc`` is the user's mistake, else ``None``."""
-    from registry.errors import XZooError
-
     if isinstance(exc, XZooError):
         return one_line(exc)
     text = str(exc)

@@ -15,6 +15,10 @@ from __future__ import annotations
 import torch
 from mmengine.structures import BaseDataElement
 
+from zoo.ops.tensors import stack_field
+
+__all__ = ['DataSample', 'stack_field']
+
 
 class DataSample(BaseDataElement):
     """Annotations (``gt_*``) and predictions (``pred_*``) of one image."""
@@ -27,16 +31,3 @@ class DataSample(BaseDataElement):
         self.pred_score = score
         self.pred_label = score.argmax(-1)
         return self
-
-
-def stack_field(samples: list[DataSample], name: str) -> torch.Tensor | None:
-    """Stack one field over a batch; ``None`` if any sample lacks it.
-
-    Example:
-        >>> stack_field([DataSample().set_gt_label(1), DataSample().set_gt_label(2)], 'gt_label').tolist()
-        [1, 2]
-    """
-    values = [s.get(name) for s in samples]
-    if not values or any(v is None for v in values):
-        return None
-    return torch.stack([torch.as_tensor(v) for v in values])

@@ -1,9 +1,30 @@
-"""Python entry points behind the command-line tools (train, test, explain, inference)."""
-from .config import apply_cfg_options, load_config
-from .explain import explain, explain_images
-from .inference import build_test_transform, init_model, load_images
-from .test import test
-from .train import train
+"""Python entry points behind the command-line tools (train, test, explain, inference).
 
-__all__ = ['apply_cfg_options', 'build_test_transform', 'explain', 'explain_images', 'init_model', 'load_config',
-           'load_images', 'test', 'train']
+Imported lazily: ``zoo.apis.init_model`` does not import the training or test code.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    'apply_cfg_options': 'zoo.apis.config', 'load_config': 'zoo.apis.config',
+    'explain': 'zoo.apis.explaining', 'explain_images': 'zoo.apis.explaining',
+    'init_model': 'zoo.apis.inference', 'load_images': 'zoo.apis.inference',
+    'test': 'zoo.apis.testing', 'train': 'zoo.apis.training',
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zoo.apis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = sorted(_LAZY)

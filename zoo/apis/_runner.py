@@ -10,6 +10,7 @@ from typing import Any
 from mmengine.config import Config
 
 from registry.errors import ConfigError, XZooError
+from zoo.validation import train_loop_type
 
 from .config import validate_config
 
@@ -81,10 +82,8 @@ def prepare_training(cfg: Config) -> Config:
     if missing:
         raise ConfigError(f'The config has no {missing[0]}; training needs train_dataloader, train_cfg and '
                           'optim_wrapper (see configs/_base_/datasets/ and configs/_base_/schedules/).')
-    train_cfg = cfg.get('train_cfg')
-    if isinstance(train_cfg, dict) and 'type' not in train_cfg:
-        by_epoch = train_cfg.pop('by_epoch', True)
-        train_cfg['type'] = 'ResumableEpochBasedTrainLoop' if by_epoch else 'ResumableIterBasedTrainLoop'
+    if isinstance(cfg.get('train_cfg'), dict):
+        cfg.train_cfg = train_loop_type(cfg.train_cfg)
     hooks = _custom_hooks(cfg)
     if not any(isinstance(h, dict) and h.get('type') == 'ExactResumeHook' for h in hooks):
         hooks.append(dict(type='ExactResumeHook'))

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 
 from registry.errors import DataError
+from zoo.core.fileio import atomic_path
 
 LITE0_FILE = 'tf_efficientnet_lite0.safetensors'
 
@@ -73,10 +74,8 @@ def ensure_lite0_weights(data_dir: str = 'data') -> str:
     model = timm.create_model('tf_efficientnet_lite0', pretrained=False)
     converted = convert_lukemelas_efficientnet(state, model)
     model.load_state_dict(converted, strict=True)  # proves the conversion is complete
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + '.tmp'
-    save_file({k: v.contiguous() for k, v in converted.items()}, tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in converted.items()}, tmp)
     return out
 
 

@@ -26,6 +26,7 @@ from mmengine.config import Config, DictAction
 
 from registry import DATASETS, METRICS, MODELS, SCOPE
 from registry.errors import ConfigError, XZooError, did_you_mean
+from zoo.validation import check_components
 
 _KEY = re.compile(r'^\+?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$')
 
@@ -159,9 +160,8 @@ def validate_config(cfg: Config) -> None:
     """Resolve every ``type`` and check arguments and value types before the Runner starts.
 
     Raises :class:`~registry.errors.UnknownTypeError` or :class:`ConfigError` with the component's name (see
-    :mod:`zoo.apis.validate` for what is checked).
+    :mod:`zoo.validation` for what is checked).
     """
-    from .validate import check_components
 
     if 'model' not in cfg:
         raise ConfigError('The config has no `model`. Start from a recipe in configs/ or add '

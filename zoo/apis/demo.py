@@ -16,6 +16,8 @@ import os
 import time
 from typing import Any
 
+from zoo.core.checkpoints import latest_checkpoint
+
 DEMO_RUNS: list[tuple[str, str]] = [
     ('baseline', 'configs/efficientnetlite0_baseline_clutteredfmnist.py'),
     ('lico', 'configs/efficientnetlite0_lico_clutteredfmnist.py'),
@@ -33,21 +35,10 @@ predicted class, blur / zeros substrates, but 2,048 px = 1/8 of the 128-px image
 short) and pointing game (15 px, per-class mean), on the same 32 seeded test images for every run."""
 
 
-def latest_checkpoint(work_dir: str) -> str:
-    from mmengine.runner import find_latest_checkpoint
-
-    from registry.errors import CheckpointError
-
-    path = find_latest_checkpoint(work_dir)
-    if not path:
-        raise CheckpointError(f'Training wrote no checkpoint into {work_dir!r}.')
-    return path
-
-
 def run_one(name: str, config: str, work_root: str) -> dict[str, Any]:
     """Train ``config`` (no mid-training validation: the test below is the evaluation) and test it."""
-    from .test import test
-    from .train import train
+    from .testing import test
+    from .training import train
 
     work_dir = os.path.join(work_root, name)
     start = time.time()

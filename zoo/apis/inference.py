@@ -1,12 +1,16 @@
-"""Loading a trained model for inference, and preprocessing images the way its test pipeline does.
+"""Loading a trained model for inference from its training config and checkpoint.
+
+:func:`init_model` returns a model that honours the zoo model contract (see :mod:`zoo.models.contract`), exactly
+like ``zoo.load``: its ``preprocessing`` comes from the config's test pipeline, its class names from the
+checkpoint, and ``model.explain``/``model.load_images``/``model.classify`` work on it.
 
 Example::
 
-    from zoo.apis import init_model, load_images
+    from zoo.apis import init_model
     model = init_model('configs/efficientnetlite0_baseline_clutteredfmnist.py',
                        'work_dirs/demo/baseline/epoch_1.pth')
-    batch = load_images(model, ['photo.jpg'])  # uint8 [1, 3, H, W]
-    probs = model(model.data_preprocessor.normalize(batch)).softmax(-1)
+    probs = model.classify(['photo.jpg'])          # preprocessing from the config's test pipeline
+    maps = model.explain(['photo.jpg'], method='gradcam')
 """
 from __future__ import annotations
 
@@ -16,65 +20,59 @@ from typing import Any
 
 import torch
 
+from registry.errors import ConfigError
+
 from .config import load_config
+
+
+def inference_model_config(model_cfg: Mapping[str, Any], has_checkpoint: bool) -> dict[str, Any]:
+    """The config of the model's inference copy: its class's ``training_only`` parts dropped and, when a
+    checkpoint will supply every weight, every ``pretrained`` switched off (nothing is downloaded just to be
+    overwritten)."""
+    from registry import MODELS
+
+    cfg = dict(copy.deepcopy(model_cfg))
+    kind = cfg.get('type', 'ImageClassifier')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if has_checkpoint and hasattr(cls, 'inference_args'):
+        return {'type': kind, **cls.inference_args(cfg)}
+    for name in getattr(cls, 'training_only', ()):
+        cfg.pop(name, None)
+    return cfg
 
 
 def init_model(config: Any, checkpoint: str | None = None, device: str = 'cpu',
                cfg_options: Iterable[str] | Mapping[str, Any] | None = None, trust_pickle: bool = True) -> Any:
-    """Build the config's classifier for inference (no alignment heads), load ``checkpoint``, eval mode.
+    """Build the config's model for inference (no training-only parts), load ``checkpoint``, eval mode.
 
-    Attaches ``model.cfg`` (the config) and ``model.test_transform`` (the test pipeline as a callable on an RGB
-    uint8 ``[H, W, 3]`` array). Class names come from the checkpoint, else from the config.
+    The model's ``preprocessing`` is the config's test pipeline (with the data preprocessor's mean/std); class
+    names come from the checkpoint, else from the config.
     """
     from mmengine.registry import DefaultScope
 
     from registry import MODELS, SCOPE
-    from zoo.engine.checkpoint import load_model_weights
-
-    from .test import _no_download
+    from zoo.models.contract import Preprocessing
+    from zoo.models.weights import load_model_weights
 
     cfg = load_config(config, cfg_options)
-    if checkpoint is not None:
-        _no_download(cfg)
-    elif cfg.model.get('alignment_heads'):
-        cfg.model['alignment_heads'] = []
+    build = inference_model_config(cfg.model, checkpoint is not None)
     with DefaultScope.overwrite_default_scope(SCOPE):
-        model = MODELS.build(copy.deepcopy(cfg.model))
+        model = MODELS.build(build)
+    if not hasattr(model, 'preprocessing'):
+        raise ConfigError(f'{type(model).__name__} does not implement the zoo model contract '
+                          '(zoo.models.contract.ZooModel); init_model builds zoo models only.')
     if checkpoint is not None:
         meta = load_model_weights(model, checkpoint, trust_pickle=trust_pickle)
         names = (meta.get('dataset_meta') or {}).get('classes')
         if names and len(names) == model.num_classes:
             model.class_names = list(names)
-    model.cfg = cfg
-    model.test_transform = build_test_transform(cfg)
+    pre = model.data_preprocessor
+    model.preprocessing = Preprocessing.from_config(cfg, [float(m) / 255 for m in pre.mean.flatten()],
+                                                    [float(s) / 255 for s in pre.std.flatten()])
     return model.to(device).eval()
 
 
-def build_test_transform(cfg: Any) -> Any:
-    """The config's test pipeline (without ``PackInputs``) as ``f(rgb uint8 [H, W, 3]) -> uint8 [3, h, w]``."""
-    from torchvision import tv_tensors
-
-    from registry import TRANSFORMS
-    from zoo.datasets.transforms import PackInputs
-
-    loader = cfg.get('test_dataloader') or cfg.get('val_dataloader') or {}
-    steps = [TRANSFORMS.build(copy.deepcopy(t)) for t in (loader.get('dataset') or {}).get('pipeline', [])]
-    steps = [s for s in steps if not isinstance(s, PackInputs)]
-
-    def transform(rgb: Any) -> torch.Tensor:
-        img = torch.as_tensor(rgb)
-        img = tv_tensors.Image(img.permute(2, 0, 1).contiguous() if img.ndim == 3 and img.shape[-1] == 3 else img)
-        out: Any = {'img': img}
-        for step in steps:
-            out = step(out)
-        return out['img'].as_subclass(torch.Tensor)
-
-    return transform
-
-
 def load_images(model: Any, paths: Sequence[str]) -> torch.Tensor:
-    """Read image files (converted to RGB), apply ``model.test_transform`` and stack: uint8 ``[B, 3, H, W]``."""
-    from zoo.datasets.base import read_rgb
-
-    transform = getattr(model, 'test_transform', None) or (lambda a: torch.as_tensor(a).permute(2, 0, 1))
-    return torch.stack([transform(read_rgb(p)) for p in paths])
+    """uint8 ``[B, 3, H, W]``: image files read as RGB through the model's test pipeline
+    (``model.load_images``)."""
+    return model.load_images(list(paths))

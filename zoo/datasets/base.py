@@ -67,6 +67,8 @@ class ClsDataset(BaseDataset):
 
     METAINFO: dict = {'classes': ()}
 
+    component_args = {'pipeline': 'TRANSFORMS'}
+
     def __init__(self, data_root: str = '', pipeline: Sequence[dict | Callable] = (), test_mode: bool = False,
                  indices: int | Sequence[int] | None = None, lazy_init: bool = False, serialize_data: bool = True,
                  max_refetch: int = 1, metainfo: dict | None = None) -> None:

@@ -5,11 +5,9 @@ and ``gt_mask`` a ``tv_tensors.Mask`` (the dataset wraps them); torchvision v2 t
 together and passes other keys through. ``PackInputs`` (appended automatically when missing) turns the dict into
 ``dict(inputs=uint8 [3, H, W], data_samples=DataSample)``.
 
-Registered under their torchvision names with torchvision's arguments: ``Resize``, ``CenterCrop``, ``RandomCrop``,
-``RandomResizedCrop``, ``RandomHorizontalFlip``, ``RandomVerticalFlip``, ``ColorJitter``, ``RandomAffine``,
-``RandomRotation``, ``Pad``, ``RandAugment``, ``TrivialAugmentWide``, ``AutoAugment``, ``RandomErasing``,
-``GaussianBlur``, ``RandomGrayscale``. Any other v2 transform works by its dotted path
-(``type='torchvision.transforms.v2.ElasticTransform'``).
+Every public torchvision v2 transform is registered under its torchvision name with torchvision's arguments
+(``Resize``, ``CenterCrop``, ``RandomResizedCrop``, ``ColorJitter``, ``ElasticTransform``, ...). Names only: a
+registry never imports a dotted module path.
 
 Example:
     >>> import torch
@@ -33,10 +31,10 @@ from registry import TRANSFORMS
 
 from ..structures import DataSample
 
-for _cls in (v2.Resize, v2.CenterCrop, v2.RandomCrop, v2.RandomResizedCrop, v2.RandomHorizontalFlip,
-             v2.RandomVerticalFlip, v2.ColorJitter, v2.RandomAffine, v2.RandomRotation, v2.Pad, v2.RandAugment,
-             v2.TrivialAugmentWide, v2.AutoAugment, v2.RandomErasing, v2.GaussianBlur, v2.RandomGrayscale):
-    if _cls.__name__ not in TRANSFORMS._module_dict:
+for _name in sorted(dir(v2)):
+    _cls = getattr(v2, _name)
+    if (isinstance(_cls, type) and issubclass(_cls, v2.Transform) and not _name.startswith('_')
+            and _name not in ('Transform', 'Lambda') and _name not in TRANSFORMS._module_dict):
         TRANSFORMS.register_module(module=_cls)
 
 

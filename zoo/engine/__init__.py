@@ -1,7 +1,9 @@
 """Runner extensions: hooks (``HOOKS``), loops (``LOOPS``), schedulers (``PARAM_SCHEDULERS``), a model wrapper
 (``MODEL_WRAPPERS``), an atomic file backend and the trusted local checkpoint loader. Importing this package
 registers them."""
-from .atomic import AtomicLocalBackend, find_resume_checkpoint, is_complete_checkpoint
+from zoo.core.checkpoints import find_resume_checkpoint, is_complete_checkpoint
+
+from .atomic import AtomicLocalBackend
 from .checkpoint import register_trusted_local_loader
 from .checkpoint_hook import AtomicCheckpointHook
 from .distributed import CPUDistributedDataParallel, init_cpu_process_group

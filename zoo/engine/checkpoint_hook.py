@@ -2,12 +2,15 @@
 
 What it changes, and only that (intervals, ``save_best``, ``max_keep_ckpts``, ``published_keys``... are mmengine's):
 
-1. every file goes through :class:`~zoo.engine.atomic.AtomicLocalBackend`: written to ``<name>.partial-<pid>``,
-   fsync'ed, renamed (a killed write never leaves a half ``iter_N.pth``);
+1. every file goes through :class:`~zoo.engine.atomic.AtomicLocalBackend` (the atomic writer of
+   :mod:`zoo.core.fileio`): written to ``<name>.partial-<pid>``, fsync'ed, renamed (a killed write never leaves a
+   half ``iter_N.pth``);
 2. ``last_checkpoint`` is replaced atomically, and only once the checkpoint it names is complete on disk;
 3. with ``max_keep_ckpts``, old checkpoints are deleted *after* the new one is complete (mmengine deletes first,
    so a kill during the write with ``max_keep_ckpts=1`` leaves no checkpoint at all);
-4. ``*.partial-*`` leftovers of a killed run are removed when training starts.
+4. ``*.partial-<pid>`` leftovers of a killed run are removed when training starts — only those whose writer
+   process is gone (another live run's file is never touched; the work-dir lock of ``tools/train.py`` keeps a
+   second run out in the first place).
 
 For a remote ``out_dir`` (``s3://...``) or explicit ``backend_args`` the writes are mmengine's (an object store
 publishes a ``put`` as a whole); 2-4 still apply.
@@ -26,8 +29,9 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 
 from registry import HOOKS
+from zoo.core.fileio import atomic_write_bytes, remove_partial_files
 
-from .atomic import ATOMIC_BACKEND, atomic_write_bytes, remove_partial_files
+from .atomic import ATOMIC_BACKEND
 
 
 @HOOKS.register_module()

@@ -40,6 +40,8 @@ def _positive_int(value: Any, key: str) -> int:
 class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     """mmengine's ``EpochBasedTrainLoop`` (same arguments) that also resumes checkpoints taken mid-epoch."""
 
+    restores_rng_after_replay = True  # read by ExactResumeHook, which never imports this module
+
     def __init__(self, runner: Any, dataloader: Any, max_epochs: int, val_begin: int = 1, val_interval: int = 1,
                  dynamic_intervals: list[tuple[int, int]] | None = None) -> None:
         _positive_int(max_epochs, 'max_epochs')
@@ -92,6 +94,8 @@ class _RestoreAfter:
 @LOOPS.register_module()
 class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     """mmengine's ``IterBasedTrainLoop`` (same arguments); the random state comes back after the replay."""
+
+    restores_rng_after_replay = True
 
     def __init__(self, runner: Any, dataloader: Any, max_iters: int, val_begin: int = 1, val_interval: int = 1000,
                  dynamic_intervals: list[tuple[int, int]] | None = None) -> None:

@@ -34,8 +34,7 @@ from mmengine.model import is_model_wrapper
 
 from registry import HOOKS
 from registry.errors import CheckpointError
-
-from .checkpoint import check_state_dict_fits
+from zoo.models.weights import check_state_dict_fits
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -111,9 +110,8 @@ class ExactResumeHook(Hook):
             runner.logger.info('Restored the random generator states saved in the checkpoint.')
 
     def before_train_epoch(self, runner: Any) -> None:
-        from .loops import RESUMABLE_LOOPS
-
-        if self.pending is not None and not isinstance(runner.train_loop, RESUMABLE_LOOPS):
+        # xzoo's resumable loops put the states back themselves, after replaying data (zoo.engine.loops)
+        if self.pending is not None and not getattr(runner.train_loop, 'restores_rng_after_replay', False):
             runner.logger.warning(f'{type(runner.train_loop).__name__} does not replay data before restoring the '
                                   'random state; resume may differ from an uninterrupted run. Leave train_cfg '
                                   'without `type` to get xzoo\'s resumable loops.')

@@ -36,8 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from registry import EXPLAINERS
-from registry.aliases import alias_table, resolve_alias
-from registry.errors import ConfigError
+from registry.aliases import alias_table, build_from_alias, resolve_alias
 
 from . import eigencam, gradcam, rise, scorecam  # noqa: F401  (register every explainer)
 from .base import CAMExplainer, Capture, Explainer, minmax_normalize, model_state, resize_maps
@@ -57,31 +56,27 @@ def resolve_name(name: str) -> str:
     return resolve_alias(EXPLAINERS, name, list_explainers(), 'explainer')
 
 
+def explainer_class(name_or_cfg: str | Mapping[str, Any] | type) -> type:
+    """The registered class an alias, name or config dict refers to (nothing is built)."""
+    kind = name_or_cfg.get('type') if isinstance(name_or_cfg, Mapping) else name_or_cfg
+    if isinstance(kind, type) and issubclass(kind, Explainer):
+        return kind
+    return EXPLAINERS.get(resolve_name(kind))
+
+
 def build_explainer(name_or_cfg: str | Mapping[str, Any] | Explainer, **kwargs: Any) -> Explainer:
     """An explainer from an alias (``'gradcam++'``), a registered name or a config dict; ``kwargs`` override.
+
+    Only registered names resolve (``'os.getcwd'`` is refused, never imported).
 
     Example:
         >>> build_explainer('scorecam', batch_size=8).batch_size
         8
     """
-    if isinstance(name_or_cfg, Explainer):
-        if kwargs:
-            raise ConfigError('build_explainer got an explainer instance and keyword arguments; pass a name or '
-                              'a config dict to set arguments.')
-        return name_or_cfg
-    if isinstance(name_or_cfg, str):
-        cfg: dict[str, Any] = {'type': name_or_cfg}
-    elif isinstance(name_or_cfg, Mapping) and 'type' in name_or_cfg:
-        cfg = dict(name_or_cfg)
-    else:
-        raise ConfigError(f"build_explainer takes a name such as 'gradcam' or a dict with a 'type' key, got "
-                          f'{name_or_cfg!r}.')
-    cfg.update(kwargs)
-    if isinstance(cfg['type'], str):
-        cfg['type'] = resolve_name(cfg['type'])
-    return EXPLAINERS.build(cfg)
+    return build_from_alias(EXPLAINERS, name_or_cfg, list_explainers(), 'explainer', Explainer, **kwargs)
 
 
-__all__ = ['Explainer', 'CAMExplainer', 'Capture', 'build_explainer', 'list_explainers', 'resolve_name',
+__all__ = ['Explainer', 'CAMExplainer', 'Capture', 'build_explainer', 'explainer_class', 'list_explainers',
+           'resolve_name',
            'minmax_normalize', 'resize_maps', 'model_state', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM',
            'HiResCAM', 'EigenCAM', 'KPCACAM', 'ScoreCAM', 'RISE']

@@ -16,80 +16,21 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from registry.errors import ConfigError, DataError, XZooError
+from zoo.ops.modules import forward_logits, model_device, model_state
+from zoo.ops.tensors import is_constant, minmax_normalize, resize_maps
+from zoo.ops.tensors import targets_or_predicted as resolve_targets
 
 from ._layers import get_layer, layer_meta, to_nchw
 
 Targets = int | Sequence[int] | Tensor | None
-
-
-def minmax_normalize(maps: Tensor) -> Tensor:
-    """Scale each map of ``[B, H, W]`` to [0, 1]; a constant map becomes all zeros (differentiable)."""
-    flat = maps.flatten(1)
-    low = flat.min(1).values[:, None, None]
-    rng = flat.max(1).values[:, None, None] - low
-    ok = rng > 1e-12
-    return torch.where(ok, (maps - low) / torch.where(ok, rng, torch.ones_like(rng)), torch.zeros_like(maps))
-
-
-def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear (half-pixel centres, as OpenCV's ``INTER_LINEAR``) resize of ``[B, h, w]`` maps to ``size``."""
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps[:, None], size=size, mode='bilinear', align_corners=False)[:, 0]
-
-
-@contextmanager
-def model_state(model: nn.Module, eval_mode: bool = True, freeze: bool = True) -> Iterator[None]:
-    """Put ``model`` in eval mode and freeze its parameters; restore every module's flag on exit, even on error."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        if eval_mode:
-            model.eval()
-        if freeze:
-            for p, _ in flags:
-                p.requires_grad_(False)
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def model_device(model: nn.Module, default: torch.device) -> torch.device:
-    """The device of the model's first parameter or buffer (``default`` for a model with neither)."""
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return default
-
-
-def resolve_targets(targets: Targets, logits: Tensor) -> Tensor:
-    """Class indices ``[B]`` (long, on the logits' device): ``None`` → the predicted class."""
-    batch, num = logits.shape
-    if targets is None:
-        return logits.argmax(1)
-    t = torch.as_tensor(targets, device=logits.device).long().flatten()
-    if t.numel() == 1 and batch > 1:
-        t = t.expand(batch)
-    if t.numel() != batch:
-        raise ConfigError(f'targets has {t.numel()} entries for a batch of {batch} images. Give one class index '
-                          'per image, a single int for all of them, or None for the predicted class.')
-    bad = (t < 0) | (t >= num)
-    if bool(bad.any()):
-        raise ConfigError(f'target class {int(t[bad][0])} is out of range: the model predicts {num} classes '
-                          f'(valid indices 0..{num - 1}).')
-    return t
 
 
 def check_images(images: Any) -> Tensor:
@@ -110,36 +51,6 @@ def check_images(images: Any) -> Tensor:
         raise DataError(f'images contain NaN or Inf values ({int((~finite).sum())} entries, in image(s) '
                         f'{bad[:8]}). Explainers need finite inputs: check the loading and normalisation.')
     return images
-
-
-def _first_conv(model: nn.Module) -> nn.Module | None:
-    return next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Conv3d))), None)
-
-
-def forward_logits(model: nn.Module, images: Tensor) -> Tensor:
-    """``model(images)`` as ``[B, num_classes]`` logits, with a clear error for the usual misuses."""
-    try:
-        out = model(images)
-    except Exception as exc:
-        conv = _first_conv(model)
-        if conv is not None and getattr(conv, 'in_channels', images.shape[1]) != images.shape[1]:
-            raise ConfigError(f'The model takes {conv.in_channels}-channel images but the batch has '
-                              f'{images.shape[1]} channels (shape {tuple(images.shape)}). Convert the images '
-                              f'(e.g. grey → RGB) before explaining.') from exc
-        if hasattr(exc, 'add_note'):
-            exc.add_note('(raised inside the model forward while explaining; the model state was restored and '
-                         'no hook was left behind)')
-        raise
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        out = out[0]
-    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != images.shape[0]:
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ConfigError(f'model(images) must return logits [B, num_classes]; got {shape}. Wrap the model so '
-                          'that its forward returns class scores.')
-    if not bool(torch.isfinite(out).all()):
-        raise XZooError('The model returned NaN or Inf logits for finite images; explanations would be '
-                        'meaningless. Check the weights (a diverged checkpoint?) and the input scale.')
-    return out
 
 
 class Explainer:
@@ -178,7 +89,13 @@ class Explainer:
             if not self.differentiable:
                 images = images.detach()
             with model_state(model, eval_mode=self.eval_mode, freeze=not self.differentiable):
-                maps = self.explain(model, images, targets)
+                try:
+                    maps = self.explain(model, images, targets)
+                except Exception as exc:
+                    if not isinstance(exc, XZooError) and hasattr(exc, 'add_note'):
+                        exc.add_note('(raised inside the model forward while explaining; the model state was '
+                                     'restored and no hook was left behind)')
+                    raise
             maps = self.postprocess(maps, tuple(images.shape[-2:]))
         if not self.differentiable:
             maps = maps.detach()
@@ -189,11 +106,13 @@ class Explainer:
         raise NotImplementedError
 
     def postprocess(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
-        """Resize to ``size`` and normalise, as the constructor asked."""
+        """Resize to ``size`` and normalise, as the constructor asked. Whether a map is constant is decided on the
+        native-resolution map (relative to its magnitude), before upsampling adds rounding noise."""
         maps = maps.float()
+        constant = is_constant(maps) if self.normalize else None
         if self.resize:
             maps = resize_maps(maps, size)
-        return minmax_normalize(maps) if self.normalize else maps
+        return minmax_normalize(maps, constant=constant) if self.normalize else maps
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments (with ``type``), so that results can record how maps were made."""

@@ -4,21 +4,29 @@ Names: a zoo entry (``'lico-resnet50-cub'``, see ``zoo.list_models()``), ``'hf-h
 ``'local-dir:PATH'``. A bare path or repo id is refused with the prefix to use, so a typo never silently loads
 something else. Loading reads JSON and safetensors only: nothing is unpickled or executed.
 
+Every source ends in the same place: :func:`zoo.models.serialization.load_model` (through
+``ZooModel.from_pretrained``), which treats the files as untrusted. This module never imports the export path
+(``zoo.hub.export``) nor the training tools.
+
 Example:
     >>> import zoo
     >>> model = zoo.load('baseline-resnet50-cub', pretrained=False)   # random weights, offline
-    >>> model.training, len(model.class_names), model.preprocessing['input_size']
-    (False, 200, [3, 448, 448])
+    >>> model.training, len(model.class_names), model.preprocessing.input_size
+    (False, 200, (3, 448, 448))
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from .index import CONFIG_NAME, WEIGHTS_NAME, get_entry, has_entry
+from registry.errors import CheckpointError, ConfigError
+from zoo.core.limits import CONFIG_NAME, WEIGHTS_NAME
+from zoo.models.contract import ZooModel
+from zoo.models.weights import pick_weights_file, verify_sha256
+
+from .index import get_entry, has_entry
 
 _REPO_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$')
 
@@ -45,8 +53,6 @@ def parse_name(name: str) -> ModelSource:
         >>> parse_name('hf-hub:xzoo/lico-resnet50-cub@v1')
         ModelSource(kind='hf-hub', target='xzoo/lico-resnet50-cub', revision='v1')
     """
-    from registry.errors import ConfigError
-
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f'A model name must be a non-empty string, got {name!r}.')
     name = name.strip()
@@ -73,44 +79,34 @@ def parse_name(name: str) -> ModelSource:
     raise AssertionError('unreachable')
 
 
-def build_model(config: dict[str, Any], source: str) -> Any:
-    """The architecture of a validated ``config.json`` with random weights (eval mode)."""
-    from mmengine.registry import DefaultScope
+@dataclass(frozen=True)
+class ResolvedFiles:
+    """The files a source resolves to: the folder, its config.json, the weights (or ``None``) and their sha256."""
 
-    from registry import MODELS, SCOPE
-    from registry.errors import ConfigError, XZooError
-
-    cfg = {'type': config['architecture'], **copy.deepcopy(config['model_args'])}
-    try:
-        with DefaultScope.overwrite_default_scope(SCOPE):
-            model = MODELS.build(cfg)
-    except XZooError as exc:
-        raise type(exc)(f'{source}: {exc}') from exc
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f'{source}: cannot build {config["architecture"]!r}: {type(exc).__name__}: {exc}') from exc
-    return model.eval()
+    folder: str
+    config: str
+    weights: str | None
+    sha256: str | None
+    confined: bool
 
 
 def _resolve(src: ModelSource, pretrained: bool, cache_dir: str | None, local_files_only: bool | None,
-             trust_pickle: bool) -> tuple[dict[str, Any], str | None, str | None]:
-    """``(config, weights path or None, expected sha256 or None)`` for a source, fetching what is needed."""
-    from registry.errors import CheckpointError
-
+             trust_pickle: bool) -> ResolvedFiles:
+    """The files of a source, fetched into the huggingface_hub cache when needed (nothing is read yet)."""
     from .remote import hub_file
-    from .schema import read_config
-    from .weights import pick_weights_file
 
     if src.kind == 'local-dir':
         if not os.path.isdir(src.target):
             raise CheckpointError(f'{src.label}: {src.target!r} is not a folder (expected one holding '
                                   f'{CONFIG_NAME} and {WEIGHTS_NAME}).')
-        config = read_config(os.path.join(src.target, CONFIG_NAME))
-        return config, pick_weights_file(src.target, trust_pickle) if pretrained else None, None
+        config = os.path.join(src.target, CONFIG_NAME)
+        weights = pick_weights_file(src.target, trust_pickle) if pretrained else None
+        return ResolvedFiles(src.target, config, weights, None, True)
     if src.kind == 'hf-hub':
         fetch = dict(revision=src.revision, cache_dir=cache_dir, local_files_only=local_files_only, name=src.label)
-        config = read_config(hub_file(src.target, CONFIG_NAME, **fetch))
+        config = hub_file(src.target, CONFIG_NAME, **fetch)
         weights = _hub_weights(src.target, fetch, trust_pickle) if pretrained else None
-        return config, weights, None
+        return ResolvedFiles(os.path.dirname(config), config, weights, None, False)
     entry = get_entry(src.target)
     fetch = dict(revision=entry.revision, cache_dir=cache_dir, local_files_only=local_files_only, name=entry.name)
     if pretrained and not entry.published:
@@ -119,18 +115,14 @@ def _resolve(src: ModelSource, pretrained: bool, cache_dir: str | None, local_fi
         raise CheckpointError(f"'{entry.name}' has no published weights{repo}, so there is nothing to load or to "
                               f"prefetch with zoo.download('{entry.name}') yet. "
                               f'{entry.note or "Its weights are not published yet."}{advice}')
-    if entry.config is not None:
-        config = read_config(entry.config)
-    else:
-        config = read_config(hub_file(entry.hf_hub, CONFIG_NAME, **fetch))
+    config = entry.config if entry.config is not None else hub_file(entry.hf_hub, CONFIG_NAME, **fetch)
     weights = hub_file(entry.hf_hub, WEIGHTS_NAME, **fetch) if pretrained else None
-    return config, weights, entry.weights_sha256 if pretrained else None
+    return ResolvedFiles(os.path.dirname(config), config, weights, entry.weights_sha256 if pretrained else None,
+                         False)
 
 
 def _hub_weights(repo_id: str, fetch: dict[str, Any], trust_pickle: bool) -> str:
     from huggingface_hub.errors import RemoteEntryNotFoundError
-
-    from registry.errors import CheckpointError
 
     from .remote import hub_file
 
@@ -148,7 +140,7 @@ def _hub_weights(repo_id: str, fetch: dict[str, Any], trust_pickle: bool) -> str
 
 def load(name: str, pretrained: bool = True, device: str = 'cpu', cache_dir: str | None = None,
          local_files_only: bool | None = None, trust_pickle: bool = False) -> Any:
-    """An explainable classifier, in eval mode, with its metadata attached (see :mod:`zoo.hub.attach`).
+    """A zoo model (the model contract: ``predict``, ``explain``, ``preprocessing`` …) in eval mode.
 
     Args:
         name: a zoo name (``zoo.list_models()``), ``'hf-hub:ORG/NAME[@REVISION]'`` or ``'local-dir:PATH'``.
@@ -162,20 +154,13 @@ def load(name: str, pretrained: bool = True, device: str = 'cpu', cache_dir: str
     Example::
 
         model = load('hf-hub:xzoo/lico-resnet50-cub', device='cuda')
-        maps = model.explain(load_images(model, ['bird.jpg']))
+        maps = model.explain(['bird.jpg'])
     """
-    from .attach import attach
-    from .weights import load_weights
-
     src = parse_name(name)
-    config, weights, sha256 = _resolve(src, pretrained, cache_dir, local_files_only, trust_pickle)
-    model = build_model(config, f'{src.label} ({CONFIG_NAME})')
-    files: dict[str, Any] = {}
-    if weights is not None:
-        load_weights(model, weights, sha256=sha256, trust_pickle=trust_pickle, source=src.label)
-        files = {'weights': weights, 'sha256': sha256}
-    attach(model, config, src.label, files)
-    return model.to(device).eval()
+    files = _resolve(src, pretrained, cache_dir, local_files_only, trust_pickle)
+    return ZooModel.from_pretrained(files.folder, weights=files.weights, pretrained=files.weights is not None,
+                                    device=device, source=src.label, sha256=files.sha256, trust_pickle=trust_pickle,
+                                    config_path=files.config, confined=files.confined)
 
 
 def download(name: str, cache_dir: str | None = None) -> str:
@@ -187,13 +172,11 @@ def download(name: str, cache_dir: str | None = None) -> str:
         download('hf-hub:xzoo/lico-resnet50-cub')
         '/home/me/.cache/huggingface/hub/models--xzoo--lico-resnet50-cub/snapshots/0123abcd...'
     """
-    from .weights import verify_sha256
-
     src = parse_name(name)
     if src.kind == 'local-dir':
         _resolve(src, True, cache_dir, True, False)  # checks the folder; nothing to fetch
         return src.target
-    _, weights, sha256 = _resolve(src, True, cache_dir, False, False)
-    assert weights is not None
-    verify_sha256(weights, sha256, src.label)
-    return os.path.dirname(weights)
+    files = _resolve(src, True, cache_dir, False, False)
+    assert files.weights is not None
+    verify_sha256(files.weights, files.sha256, src.label)
+    return os.path.dirname(files.weights)

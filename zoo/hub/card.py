@@ -79,7 +79,7 @@ def build_card(config: Mapping[str, Any], repo_id: str | None = None, metrics: A
                sha256: Mapping[str, str] | None = None, figure: str | None = None,
                dataset: Mapping[str, Any] | None = None, license: str | None = None,
                description: str | None = None) -> Any:
-    """A ``huggingface_hub.ModelCard`` for an exported model's ``config`` (see :mod:`zoo.hub.schema`).
+    """A ``huggingface_hub.ModelCard`` for an exported model's ``config`` (see :mod:`zoo.models.serialization`).
 
     Args:
         repo_id: the Hub repo (names the model and the usage snippet).

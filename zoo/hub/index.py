@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import re
 import threading
@@ -32,20 +31,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry.errors import ConfigError, UnknownTypeError, did_you_mean, shorten
+from zoo.core.limits import WEIGHTS_NAME, read_json
+
 INDEX_FORMAT_VERSION = 1
-WEIGHTS_NAME = 'model.safetensors'
-CONFIG_NAME = 'config.json'
 DEFAULT_INDEX = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'index.json')
 _STATUSES = ('published', 'unpublished')
 _SHA256 = re.compile(r'^[0-9a-f]{64}$')
 _COMMIT = re.compile(r'^[0-9a-f]{40}$')
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
-
-
-def _config_error(message: str) -> Exception:
-    from registry.errors import ConfigError  # imported late: registry pulls mmengine
-
-    return ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -84,24 +78,24 @@ class ZooEntry:
         where = f'index {index!r}, entry {item.get("name", "?")!r}'
         name = item.get('name')
         if not isinstance(name, str) or not _NAME.match(name):
-            raise _config_error(f'{where}: "name" must be a string of letters, digits, ".", "-" or "_".')
+            raise ConfigError(f'{where}: "name" must be a string of letters, digits, ".", "-" or "_".')
         status = item.get('status', 'unpublished')
         if status not in _STATUSES:
-            raise _config_error(f'{where}: "status" must be one of {", ".join(_STATUSES)}, got {status!r}.')
+            raise ConfigError(f'{where}: "status" must be one of {", ".join(_STATUSES)}, got {status!r}.')
         sha = dict(item.get('sha256') or {})
         for fname, digest in sha.items():
             if digest is not None and not (isinstance(digest, str) and _SHA256.match(digest)):
-                raise _config_error(f'{where}: sha256 of {fname!r} must be 64 lowercase hex digits or null.')
+                raise ConfigError(f'{where}: sha256 of {fname!r} must be 64 lowercase hex digits or null.')
         revision = item.get('revision')
         if status == 'published':
             if not item.get('hf_hub') or not (isinstance(revision, str) and _COMMIT.match(revision)):
-                raise _config_error(f'{where}: a published entry needs "hf_hub" and "revision" (the 40-hex commit '
+                raise ConfigError(f'{where}: a published entry needs "hf_hub" and "revision" (the 40-hex commit '
                                     'sha the weights are pinned to).')
             if not sha.get(WEIGHTS_NAME):
-                raise _config_error(f'{where}: a published entry needs the sha256 of {WEIGHTS_NAME!r}.')
+                raise ConfigError(f'{where}: a published entry needs the sha256 of {WEIGHTS_NAME!r}.')
         config = item.get('config')
         if config is None and not item.get('hf_hub'):
-            raise _config_error(f'{where}: needs a "config" (path of an xzoo config.json) or an "hf_hub" repo '
+            raise ConfigError(f'{where}: needs a "config" (path of an xzoo config.json) or an "hf_hub" repo '
                                 'holding one.')
         if config is not None:
             config = os.path.normpath(os.path.join(os.path.dirname(index), config))
@@ -120,24 +114,20 @@ _indexes: list[str] = []
 def read_index(path: str | os.PathLike) -> list[ZooEntry]:
     """Parse and validate an index file (nothing is registered)."""
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-    try:
-        with open(path, encoding='utf-8') as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise _config_error(f'Model index {path!r} does not exist.') from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _config_error(f'Model index {path!r} is not valid JSON: {exc}.') from exc
+    if os.path.isdir(path):
+        raise ConfigError(f'Model index {path!r} is a folder; pass the index JSON file (e.g. {path}/index.json).')
+    data = read_json(path, f'Model index {path!r}')
     if not isinstance(data, dict) or not isinstance(data.get('models'), list):
-        raise _config_error(f'Model index {path!r} must be a JSON object with a "models" list (see docs/zoo.md).')
+        raise ConfigError(f'Model index {path!r} must be a JSON object with a "models" list (see docs/zoo.md).')
     version = data.get('format_version', INDEX_FORMAT_VERSION)
     if not isinstance(version, int) or version > INDEX_FORMAT_VERSION:
-        raise _config_error(f'Model index {path!r} has format_version {version!r}; this xzoo reads up to '
+        raise ConfigError(f'Model index {path!r} has format_version {version!r}; this xzoo reads up to '
                             f'{INDEX_FORMAT_VERSION}. Upgrade xzoo.')
     entries = [ZooEntry.from_json(item, path) for item in data['models']]
     names = [e.name for e in entries]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise _config_error(f'Model index {path!r} lists {dupes[0]!r} more than once.')
+        raise ConfigError(f'Model index {path!r} lists {dupes[0]!r} more than once.')
     return entries
 
 
@@ -166,7 +156,7 @@ def register_index(path: str | os.PathLike, override: bool = False) -> list[str]
             for entry in entries:
                 old = _entries.get(entry.name)
                 if old is not None and old.index != entry.index:
-                    raise _config_error(f'Model {entry.name!r} from {entry.index!r} is already in the zoo (from '
+                    raise ConfigError(f'Model {entry.name!r} from {entry.index!r} is already in the zoo (from '
                                         f'{old.index!r}). Rename it, or pass override=True to replace it.')
         for entry in entries:
             _entries[entry.name] = entry
@@ -214,9 +204,7 @@ def get_entry(name: str) -> ZooEntry:
         entry = _entries.get(name)
         known = list(_entries)
     if entry is None:
-        from registry.errors import UnknownTypeError, did_you_mean
-
-        raise UnknownTypeError(f'The zoo has no model {name!r}.{did_you_mean(name, known)} Known: '
+        raise UnknownTypeError(f'The zoo has no model {shorten(name)!r}.{did_you_mean(name, known)} Known: '
                                f'{", ".join(sorted(known, key=natural_key))}. List them with zoo.list_models(); '
                                "a Hub repo loads as 'hf-hub:ORG/NAME', a folder as 'local-dir:PATH'.")
     return entry

@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .index import WEIGHTS_NAME
+from registry.errors import ConfigError
+from zoo.core.limits import WEIGHTS_NAME
 
 _REPO_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$')
 
@@ -51,8 +52,6 @@ class PushResult:
 
 def read_results(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     """Merge metrics from JSON files (``tools/test.py --out`` output or ``{name: value}``)."""
-    from registry.errors import ConfigError
-
     merged: dict[str, Any] = {}
     for path in paths:
         try:
@@ -85,8 +84,6 @@ def push_to_hub(source: str | os.PathLike, repo_id: str, *, revision: str | None
         overwrite_card: replace a README.md already in the repo (kept by default).
         trust_pickle: the training checkpoint is a pickle you wrote (default True, as tools/test.py).
     """
-    from registry.errors import ConfigError
-
     from .export import load_trained, save_pretrained
 
     if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):

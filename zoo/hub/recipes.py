@@ -14,8 +14,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .export import model_config, strip_training_only
-from .schema import write_json
+from zoo.core.fileio import write_json
+
+from .export import training_info
 
 _DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 KNOWN_CLASS_NAMES = {'CUB200': os.path.join(_DATA_DIR, 'cub200_classes.txt')}
@@ -29,15 +30,18 @@ def recipe_config(recipe: str | os.PathLike, class_names: Sequence[str] | None =
 
     Class names come from ``class_names``, the dataset class's ``METAINFO``, or a list shipped with xzoo.
     """
-    from mmengine.registry import DefaultScope
+    import copy
 
-    from registry import DATASETS, MODELS, SCOPE
-    from zoo.apis import load_config
+    from registry import DATASETS
+    from zoo.apis.config import load_config
+    from zoo.apis.inference import inference_model_config, init_model
+    from zoo.models.serialization import export_config
 
     cfg = load_config(recipe)
-    build_cfg = strip_training_only(cfg.model)
-    with DefaultScope.overwrite_default_scope(SCOPE):
-        model = MODELS.build(build_cfg)
+    training = training_info(cfg, None, recipe_name or os.fspath(recipe), method)
+    build = copy.deepcopy(cfg)
+    build.model = inference_model_config(cfg.model, has_checkpoint=True)  # random weights: nothing downloaded
+    model = init_model(build, None)
     if class_names is None:
         dtype = ((cfg.get('test_dataloader') or {}).get('dataset') or {}).get('type')
         meta = getattr(DATASETS.get(dtype), 'METAINFO', None) if isinstance(dtype, str) else None
@@ -46,7 +50,7 @@ def recipe_config(recipe: str | os.PathLike, class_names: Sequence[str] | None =
         elif dtype in KNOWN_CLASS_NAMES:
             with open(KNOWN_CLASS_NAMES[dtype], encoding='utf-8') as fh:
                 class_names = [line.strip() for line in fh if line.strip()]
-    return model_config(model, cfg, class_names=class_names, recipe=recipe_name or os.fspath(recipe), method=method)
+    return export_config(model, training, class_names)
 
 
 def index_configs(index: str | None = None, root: str = '.', write: bool = False) -> dict[str, str]:

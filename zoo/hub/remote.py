@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from registry.errors import CheckpointError
+
 
 def _offline(local_files_only: bool | None) -> bool:
     from huggingface_hub import constants
@@ -30,8 +32,6 @@ def _translate(exc: Exception, repo_id: str, what: str, revision: str | None, na
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
-
-    from registry.errors import CheckpointError
 
     rev = revision or 'main'
     where = f"{what} of Hub repo '{repo_id}' (revision {rev})"

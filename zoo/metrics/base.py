@@ -32,18 +32,18 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from registry import EXPLANATION_METRICS
-from registry.aliases import alias_table, resolve_alias
+from registry.aliases import alias_table, build_from_alias, resolve_alias
 from registry.errors import ConfigError, DataError
+from zoo.ops.modules import eval_mode, forward_logits, model_device
+from zoo.ops.tensors import as_class_indices, resize_maps
 
 
 def to_plain(v: Any) -> Any:
@@ -101,67 +101,15 @@ class MetricResult:
                              curve=self.curve, extras=self.extras))
 
 
-@contextmanager
-def eval_mode(model: nn.Module | None) -> Iterator[None]:
-    """Eval mode and no gradient inside; every module's previous mode restored on exit, even on error."""
-    modes = [(m, m.training) for m in model.modules()] if model is not None else []
-    try:
-        if model is not None:
-            model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-def model_device(model: nn.Module | None, default: torch.device) -> torch.device:
-    for t in (*(model.parameters() if model is not None else ()), *(model.buffers() if model is not None else ())):
-        return t.device
-    return default
-
-
-def logits_of(model: nn.Module, images: Tensor) -> Tensor:
-    """``model(images)`` as float ``[B, K]`` logits (the first element when the model returns a tuple)."""
-    out = model(images)
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != images.shape[0]:
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ConfigError(f'model(images) must return logits [B, num_classes]; got {shape}. Wrap the model so '
-                          'that its forward returns class scores.')
-    return out.float()
-
-
 def class_scores(model: nn.Module, images: Tensor, classes: Tensor, use_softmax: bool,
                  batch_size: int) -> Tensor:
     """The score (softmax probability or logit) of ``classes[i]`` for ``images[i]``, in chunks of ``batch_size``."""
     out = []
     for start in range(0, images.shape[0], batch_size):
-        logits = logits_of(model, images[start:start + batch_size])
+        logits = forward_logits(model, images[start:start + batch_size], check_finite=False)
         scores = logits.softmax(1) if use_softmax else logits
         out.append(scores.gather(1, classes[start:start + batch_size, None])[:, 0])
     return torch.cat(out) if out else images.new_zeros(0)
-
-
-def as_targets(targets: Targets, batch: int, device: torch.device) -> Tensor | None:
-    """``None``, one int for the batch, or ``[B]`` → long ``[B]`` (or ``None``)."""
-    if targets is None:
-        return None
-    t = torch.as_tensor(targets, device=device).long().flatten()
-    if t.numel() == 1 and batch > 1:
-        t = t.expand(batch)
-    if t.numel() != batch:
-        raise ConfigError(f'targets has {t.numel()} entries for a batch of {batch} images: give one class per '
-                          'image, one int for all, or None.')
-    return t
-
-
-def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize (half-pixel centres) of ``[B, h, w]`` maps to ``size``; unchanged when already that size."""
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps[:, None], size=size, mode='bilinear', align_corners=False)[:, 0]
 
 
 def box_masks(boxes: Tensor, size: tuple[int, int]) -> Tensor:
@@ -257,7 +205,7 @@ class ExplanationMetric:
                  masks: Tensor | None = None, boxes: Tensor | None = None) -> MetricResult:
         images, maps = self.check(model, images, maps)
         device = images.device
-        t = as_targets(targets, images.shape[0], device)
+        t = as_class_indices(targets, images.shape[0], device)
         masks = None if masks is None else torch.as_tensor(masks).to(device)
         boxes = None if boxes is None else torch.as_tensor(boxes).to(device)
         with eval_mode(model):
@@ -319,7 +267,9 @@ class ScoredMetric(ExplanationMetric):
 
     def scored(self, model: nn.Module, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """``(classes [B], scores of those classes on the original images [B])``."""
-        chunks = [logits_of(model, images[s:s + self.batch_size]) for s in range(0, images.shape[0], self.batch_size)]
+        step = self.batch_size
+        chunks = [forward_logits(model, images[s:s + step], check_finite=False)
+                  for s in range(0, images.shape[0], step)]
         logits = torch.cat(chunks)
         classes = self.choose_classes(logits, targets)
         scores = logits.softmax(1) if self.use_softmax else logits
@@ -356,12 +306,5 @@ def build_explanation_metric(name_or_cfg: str | Mapping[str, Any] | ExplanationM
         >>> build_explanation_metric('deletion', step=16).conventions()['step']
         16
     """
-    if isinstance(name_or_cfg, ExplanationMetric):
-        return name_or_cfg
-    cfg = dict(type=name_or_cfg) if isinstance(name_or_cfg, str) else dict(name_or_cfg)
-    if 'type' not in cfg:
-        raise ConfigError(f'An explanation metric config needs a type, got {cfg}.')
-    if isinstance(cfg['type'], str):
-        cfg['type'] = resolve_metric_name(cfg['type'])
-    cfg.update(kwargs)
-    return EXPLANATION_METRICS.build(cfg)
+    return build_from_alias(EXPLANATION_METRICS, name_or_cfg, list_explanation_metrics(), 'explanation metric',
+                            ExplanationMetric, **kwargs)

@@ -35,8 +35,9 @@ from torch import Tensor, nn
 
 from registry import EXPLANATION_METRICS
 from registry.errors import ConfigError
+from zoo.ops.modules import forward_logits
 
-from .base import MetricResult, ScoredMetric, descending_order, logits_of
+from .base import MetricResult, ScoredMetric, descending_order
 
 Substrate = str | float
 
@@ -142,7 +143,7 @@ class _CausalMetric(ScoredMetric):
             img, i = k // (n + 1), k % (n + 1)
             switched = (rank[img] < changed[i, None])[:, None]  # [k, 1, HW]
             x = torch.where(switched, finish[img], start[img]).view(-1, c, h, w)
-            logits = logits_of(model, x)
+            logits = forward_logits(model, x, check_finite=False)
             out = logits.softmax(1) if self.use_softmax else logits
             if rows is None:
                 rows = out.new_empty(total, out.shape[1])

@@ -9,7 +9,7 @@ so), returns ``{'<explainer>/<metric>': number}`` (plus ``<explainer>/overall`` 
 it has an ``out_dir``, writes ``results.json``, ``results.md``, ``curves.png`` and ``examples_<explainer>.png``.
 
 The metric needs the model: :class:`ExplanationHook` (``custom_hooks``) hands it over before the test;
-``zoo.apis.test`` adds both when asked for explainers.
+``zoo.apis.testing`` adds both when asked for explainers.
 
 Example (a config)::
 
@@ -34,6 +34,7 @@ from mmengine.hooks import Hook
 
 from registry import HOOKS, METRICS
 from registry.errors import ConfigError
+from zoo.ops.tensors import stack_field
 
 from .base import ExplanationMetric, build_explanation_metric
 
@@ -44,13 +45,6 @@ def _unique(base: str, used: set[str]) -> str:
         label, k = f'{base}_{k}', k + 1
     used.add(label)
     return label
-
-
-def _stack(samples: Sequence[Any], name: str) -> torch.Tensor | None:
-    values = [s.get(name) for s in samples]
-    if not values or any(v is None for v in values):
-        return None
-    return torch.stack([torch.as_tensor(v) for v in values])
 
 
 @METRICS.register_module()
@@ -176,9 +170,9 @@ class ExplanationQuality(BaseMetric):
         sel = torch.as_tensor(chosen, device=data['inputs'].device)
         images = data['inputs'][sel]
         samples = [data_samples[i] for i in chosen]
-        labels = _stack(samples, 'gt_label')
-        has = _stack(samples, 'has_object')
-        masks, boxes = _stack(samples, 'gt_mask'), _stack(samples, 'gt_box')
+        labels = stack_field(samples, 'gt_label')
+        has = stack_field(samples, 'has_object')
+        masks, boxes = stack_field(samples, 'gt_mask'), stack_field(samples, 'gt_box')
         if has is not None:
             if masks is not None:
                 masks = masks.bool() & has.bool().reshape(-1, 1, 1)

@@ -31,8 +31,9 @@ from torch import Tensor, nn
 
 from registry import EXPLANATION_METRICS
 from registry.errors import ConfigError
+from zoo.ops.modules import forward_logits
 
-from .base import ExplanationMetric, MetricResult, logits_of, object_regions
+from .base import ExplanationMetric, MetricResult, object_regions
 
 
 class _RegionMetric(ExplanationMetric):
@@ -64,7 +65,7 @@ class _RegionMetric(ExplanationMetric):
         if targets is not None:
             return targets
         if model is not None:
-            return logits_of(model, images).argmax(1)
+            return forward_logits(model, images, check_finite=False).argmax(1)
         return None
 
 

@@ -13,13 +13,14 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from zoo.core.fileio import atomic_write_text, ensure_dir, write_json
 
 from .base import to_plain
 from .causal import Deletion, Insertion
@@ -95,19 +96,12 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def _write_text(path: str, text: str) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(summary: dict[str, Any], records: list[dict], out_dir: str, quality: Any) -> dict[str, str]:
     """Write results.json, results.md, curves.png and the example grids into ``out_dir``; return their paths."""
-    os.makedirs(out_dir, exist_ok=True)
+    ensure_dir(out_dir)
     files = dict(json=os.path.join(out_dir, 'results.json'), markdown=os.path.join(out_dir, 'results.md'))
-    _write_text(files['json'], json.dumps(to_plain(summary), indent=2) + '\n')
-    _write_text(files['markdown'], markdown_report(summary))
+    write_json(files['json'], to_plain(summary))
+    atomic_write_text(files['markdown'], markdown_report(summary))
     panels = {}
     for mname in quality.metrics:
         lines = {e: (per[mname]['curve_x'], per[mname]['mean_curve'])

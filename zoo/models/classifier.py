@@ -1,7 +1,8 @@
 """``ImageClassifier``: data preprocessor + backbone + linear head (+ optional alignment heads for training).
 
 At inference the model is exactly backbone + head; alignment heads and the text branch (LICO) only add training
-losses and are left out of :meth:`ImageClassifier.inference_state_dict`.
+losses: they are the class's ``training_only`` parts (left out of inference weights, exports and loading). It
+implements the zoo model contract (:mod:`zoo.models.contract`).
 
 Example:
     >>> import torch
@@ -31,10 +32,20 @@ from registry.errors import ConfigError
 
 from ..structures import DataSample, stack_field
 from .backbones.timm_backbone import BackboneOutput
+from .contract import Preprocessing, ZooModel
+
+LICO_HEADS = frozenset({'ManifoldAlignmentHead', 'OTAlignmentHead'})
+LICO_PAPER = {
+    'title': 'LICO: Explainable Models with Language-Image Consistency', 'authors': 'Yiming Lei et al.',
+    'venue': 'NeurIPS 2023', 'arxiv': '2310.09821', 'url': 'https://arxiv.org/abs/2310.09821',
+    'bibtex': '@inproceedings{lei2023lico,\n  title     = {{LICO}: Explainable Models with Language-Image '
+              'Consistency},\n  author    = {Lei, Yiming and Li, Zilong and Li, Yangyang and Zhang, Junping and '
+              'Shan, Hongming},\n  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},\n'
+              '  year      = {2023},\n  eprint    = {2310.09821},\n  archivePrefix = {arXiv}\n}'}
 
 
 @MODELS.register_module()
-class ImageClassifier(BaseModel):
+class ImageClassifier(ZooModel, BaseModel):
     """An image classifier in mmengine's ``loss`` / ``predict`` / ``tensor`` protocol.
 
     Args:
@@ -57,6 +68,10 @@ class ImageClassifier(BaseModel):
             ``OTAlignmentHead``), so that a recipe can reuse a preset's head configs unchanged.
         init_cfg: mmengine weight-init config.
     """
+
+    training_only = ('alignment_heads', 'text_branch', 'alignment_defaults')
+    component_args = {'backbone': 'BACKBONES', 'head': 'HEADS', 'data_preprocessor': 'MODELS',
+                      'alignment_heads': 'HEADS', 'text_branch': 'TEXT_ENCODERS'}
 
     def __init__(self, backbone: dict, head: dict, data_preprocessor: dict | None = None,
                  alignment_heads: Sequence[dict] | None = None, class_names: Sequence[str] | None = None,
@@ -82,7 +97,6 @@ class ImageClassifier(BaseModel):
         self.alignment_heads = nn.ModuleList(
             HEADS.build(c, default_args=self._alignment_defaults(c)) if isinstance(c, dict) else c
             for c in (alignment_heads or []))
-        self._class_names: list[str] | None = None
         if class_names is not None:
             self.class_names = list(class_names)
 
@@ -108,37 +122,55 @@ class ImageClassifier(BaseModel):
     def num_classes(self) -> int:
         return int(self.head.num_classes)
 
-    @property
-    def class_names(self) -> list[str] | None:
-        return self._class_names
-
-    @class_names.setter
-    def class_names(self, names: Sequence[str]) -> None:
-        names = [str(n) for n in names]
-        if len(names) != self.num_classes:
-            raise ConfigError(f'{len(names)} class names given but the head predicts {self.num_classes} classes '
-                              f'(model.head.num_classes={self.num_classes}). Set model.head.num_classes='
-                              f'{len(names)} or give {self.num_classes} names.')
-        self._class_names = names
+    def on_class_names(self, names: list[str]) -> None:
         for head in [self.text_branch, *self.alignment_heads]:
             if hasattr(head, 'set_class_names'):
                 head.set_class_names(names)
 
     @property
-    def dataset_meta(self) -> dict[str, Any]:
-        return {'classes': self._class_names}
-
-    @property
     def explain_meta(self) -> dict[str, Any]:
-        """What explainers read about this model (documented in docs/adding_components.md)."""
+        """What explainers read about this model (see docs/architecture.md)."""
         bb = self.backbone
         return {
             'target_layer': 'backbone.' + bb.default_target_layer,
             'patch_size': getattr(bb, 'patch_size', None),
             'num_prefix_tokens': getattr(bb, 'num_prefix_tokens', 0),
             'output_fmt': getattr(bb, 'output_fmt', 'NCHW'),
-            'class_names': self._class_names,
+            'class_names': self.class_names,
         }
+
+    def inference_config(self) -> dict[str, Any]:
+        """The contract's inference config, with the data preprocessor's mean/std written out (they may have
+        been filled from timm at build time)."""
+        cfg = super().inference_config()
+        pre = dict(cfg.get('data_preprocessor') or {'type': 'ClsDataPreprocessor'})
+        if pre.get('mean') is None or pre.get('std') is None:
+            pre.update(mean=[float(v) for v in self.data_preprocessor.mean.flatten()],
+                       std=[float(v) for v in self.data_preprocessor.std.flatten()])
+        cfg['data_preprocessor'] = pre
+        return cfg
+
+    def default_preprocessing(self) -> Preprocessing:
+        """The backbone's timm preprocessing (size, crop, interpolation) with the data preprocessor's mean/std."""
+        cfg = dict(getattr(self.backbone, 'pretrained_cfg', {}) or {})
+        pre = self.data_preprocessor
+        cfg['mean'] = [float(m) / 255 for m in pre.mean.flatten().tolist()]
+        cfg['std'] = [float(s) / 255 for s in pre.std.flatten().tolist()]
+        return Preprocessing.from_timm(cfg)
+
+    @classmethod
+    def method_info(cls, model_cfg: Any) -> dict[str, Any]:
+        """``lico`` (with the preset's head settings) when LICO alignment heads are configured, else
+        ``baseline``; another alignment head is ``alignment``."""
+        heads = [h.get('type') if isinstance(h, dict) else type(h).__name__
+                 for h in (model_cfg.get('alignment_heads') or [])]
+        heads = [h.__name__ if isinstance(h, type) else str(h) for h in heads]
+        if set(heads) & LICO_HEADS:
+            return {'method': 'lico', 'tags': ['lico', 'language-image-consistency'], 'paper': dict(LICO_PAPER),
+                    'alignment_heads': heads}
+        if heads:
+            return {'method': 'alignment', 'tags': ['alignment'], 'paper': None, 'alignment_heads': heads}
+        return {'method': 'baseline', 'tags': ['baseline'], 'paper': None, 'alignment_heads': []}
 
     # --- mmengine protocol ------------------------------------------------------------------------------------
     def extract_feat(self, inputs: torch.Tensor) -> BackboneOutput:
@@ -178,8 +210,3 @@ class ImageClassifier(BaseModel):
         for sample, score in zip(samples, scores):
             sample.set_pred_score(score)
         return samples
-
-    def inference_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights needed at inference: backbone + head (+ preprocessor buffers), no alignment heads or text branch."""
-        return {k: v for k, v in self.state_dict().items()
-                if not k.startswith(('alignment_heads.', 'text_branch.'))}

@@ -1,4 +1,8 @@
-"""Small numeric kernels with no model knowledge.
+"""Small numeric kernels and tensor helpers with no model knowledge (no import of models, explainers or metrics).
+
+- :mod:`zoo.ops.sinkhorn`: batched log-domain Sinkhorn (POT is the reference);
+- :mod:`zoo.ops.tensors`: map resizing/normalisation, class-index targets, batch fields;
+- :mod:`zoo.ops.modules`: a module's device, mode/flag restore, logits with clear errors.
 
 Importing this package costs only ``torch``; heavier dependencies (POT) are imported inside the functions that
 need them.

@@ -20,6 +20,8 @@ from typing import Any
 
 from registry.errors import DataError
 
+from .files import save_figure
+
 XLABELS = {'insertion': 'fraction of pixels inserted', 'deletion': 'fraction of pixels deleted',
            'road': 'fraction of pixels removed', 'mask_coverage': 'map percentile / 100'}
 
@@ -64,11 +66,4 @@ def curves_figure(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Seque
 def save_curves(path: str | Path, panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
                 **kwargs: Any) -> Path:
     """:func:`curves_figure` written to ``path`` (PNG), creating parent folders."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig = curves_figure(panels, **kwargs)
-    FigureCanvasAgg(fig)
-    fig.savefig(path)
-    return path
+    return save_figure(curves_figure(panels, **kwargs), path)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from registry.errors import DataError
 
+from .files import save_figure
 from .overlay import overlay, to_display
 
 
@@ -71,11 +72,6 @@ def save_grid(path: str | Path, images: Tensor | Sequence[Tensor], maps: Mapping
               row_labels: Sequence[str] | None = None, title: str | None = None, alpha: float = 0.5,
               cmap: str = 'jet', show_image: bool = True, cell_inches: float = 2.0) -> Path:
     """:func:`grid_figure` written as a PNG to ``path`` (parent folders created)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     fig = grid_figure(images, maps, row_labels=row_labels, title=title, alpha=alpha, cmap=cmap,
                       show_image=show_image, cell_inches=cell_inches)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig).print_png(str(path))
-    return path
+    return save_figure(fig, path)

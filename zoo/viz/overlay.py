@@ -21,6 +21,8 @@ from torch import Tensor
 
 from registry.errors import DataError
 
+from .files import save_pixels
+
 
 def to_display(image: Tensor) -> Tensor:
     """``[3|1, H, W]`` uint8 or float in [0, 1] → float ``[3, H, W]`` in [0, 1] on the CPU."""
@@ -64,13 +66,8 @@ def overlay(image: Tensor, saliency: Tensor, alpha: float = 0.5, cmap: str = 'je
 
 def save_image(path: str | Path, image: Tensor) -> Path:
     """Write a ``[3, H, W]`` image (float in [0, 1] or uint8) as a PNG, creating parent folders."""
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pixels = (to_display(image) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    Image.fromarray(pixels).save(path)
-    return path
+    return save_pixels(path, pixels)
 
 
 def save_overlay(path: str | Path, image: Tensor, saliency: Tensor, alpha: float = 0.5, cmap: str = 'jet') -> Path:

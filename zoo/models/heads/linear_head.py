@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from registry import HEADS, LOSSES
+from registry.errors import ConfigError
 
 
 @HEADS.register_module()
@@ -26,11 +27,12 @@ class LinearClsHead(nn.Module):
         loss: config of the classification loss (registry ``LOSSES``).
     """
 
+    component_args = {'loss': 'LOSSES'}
+
     def __init__(self, num_classes: int, in_channels: int, dropout: float = 0.0,
                  loss: dict | None = None) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
-            from registry.errors import ConfigError
             raise ConfigError(f'LinearClsHead needs num_classes >= 1 (an int), got {num_classes!r}.')
         self.num_classes = num_classes
         self.in_channels = in_channels

@@ -48,6 +48,8 @@ class LICOTextBranch(nn.Module):
         cache_chunk: prompts per encoder call when filling the cache.
     """
 
+    component_args = {'encoder': 'TEXT_ENCODERS', 'prompt': 'TEXT_ENCODERS'}
+
     def __init__(self, encoder: dict | nn.Module, prompt: dict | nn.Module, num_classes: int,
                  class_names: Sequence[str] | None = None, suffix: str = '.', cache: bool | str = 'auto',
                  cache_chunk: int = 256) -> None:

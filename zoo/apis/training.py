@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from registry.errors import CheckpointError, ConfigError
+from zoo.core.checkpoints import find_resume_checkpoint, is_complete_checkpoint
+from zoo.core.fileio import WorkDirLock
 
 from ._runner import build_runner, build_training, prepare_runtime, prepare_training
 from .config import load_config
@@ -40,15 +42,23 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     prepare_training(cfg)
-    note = _resolve_resume(cfg, resume)
-    runner = build_runner(cfg)
-    build_training(runner)
-    if note:
-        runner.logger.warning(note)
-    if cfg.get('resume'):
-        runner.logger.info(f'Auto resumed from the latest checkpoint {cfg.load_from}.' if resume == 'auto'
-                           else f'Resuming from {cfg.load_from}.')
-    runner.train()
+    # one work dir, one writer: a second run into the same folder fails at once (rank 0 holds the lock)
+    lock = WorkDirLock(cfg.work_dir) if int(os.environ.get('RANK', '0')) == 0 else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        note = _resolve_resume(cfg, resume)
+        runner = build_runner(cfg)
+        build_training(runner)
+        if note:
+            runner.logger.warning(note)
+        if cfg.get('resume'):
+            runner.logger.info(f'Auto resumed from the latest checkpoint {cfg.load_from}.' if resume == 'auto'
+                               else f'Resuming from {cfg.load_from}.')
+        runner.train()
+    finally:
+        if lock is not None:
+            lock.release()
     return runner
 
 
@@ -58,8 +68,6 @@ def _resolve_resume(cfg: Any, resume: str | None) -> str:
     ``'auto'`` takes the newest *complete* checkpoint of the work_dir (``zoo.engine.find_resume_checkpoint``:
     ``last_checkpoint`` if its file is whole, else the newest whole one before it) or starts from scratch.
     """
-    from zoo.engine import find_resume_checkpoint, is_complete_checkpoint
-
     if resume is None and cfg.get('resume'):  # resume = True in the config file
         resume = cfg.get('load_from') or 'auto'
     if resume == 'auto':

@@ -1,8 +1,14 @@
-"""Checks of a whole config before the Runner starts: every component's arguments and the type of every value.
+"""Config validation, in one place: a training config before the Runner starts, and an untrusted ``config.json``
+before anything is built from it.
 
-Without them a wrong value travels into torch, timm or mmengine and comes back as a traceback from deep inside
-(``'<=' not supported between 'float' and 'str'`` from an optimizer, an ``AssertionError`` from a loop, a
+Without these checks a wrong value travels into torch, timm or mmengine and comes back as a traceback from deep
+inside (``'<=' not supported between 'float' and 'str'`` from an optimizer, an ``AssertionError`` from a loop, a
 ``ValueError`` from ``DataLoader``). Here each is one :class:`~registry.errors.ConfigError` naming the config key.
+
+Which argument of a component holds a nested component of which registry is declared by the component class
+itself (``component_args``, e.g. ``ImageClassifier.component_args = {'backbone': 'BACKBONES', ...}``); the
+Runner-level slots (a dataloader's ``dataset``/``sampler``, an optim wrapper's ``optimizer``) are mmengine's
+schema and are listed here once.
 
 What is checked, for the components of ``model``, ``*_dataloader`` (dataset, pipeline, sampler), ``optim_wrapper``
 (optimizer), ``param_scheduler``, ``default_hooks``/``custom_hooks``, ``train_cfg`` (the loop) and evaluators:
@@ -11,6 +17,10 @@ What is checked, for the components of ``model``, ``*_dataloader`` (dataset, pip
 - values against the constructor's type hints, where the hint is plain: ``int``, ``float`` (an int is fine),
   ``bool``, ``str``, ``None``, unions, sequences and tuples of those, ``dict``; anything richer is not judged;
 - the runtime values that are not components: ``batch_size``, ``num_workers``, ``randomness``.
+
+:func:`check_untrusted` is the same walk in the strict mode used for exports and Hub repos (see
+docs/security.md): registered names only, no argument that loads files or code (``init_cfg``, a true
+``pretrained``, paths, ``hf-hub:`` names), no training-only part, integers under the caps.
 
 Example:
     >>> from mmengine.config import Config
@@ -24,12 +34,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from registry import ALL as REGISTRIES
+import registry
 from registry import (
     DATA_SAMPLERS,
     DATASETS,
@@ -42,15 +53,38 @@ from registry import (
     PARAM_SCHEDULERS,
     XZooRegistry,
 )
-from registry.errors import ConfigError, UnknownTypeError, XZooError
+from registry.errors import ConfigError, SecurityError, UnknownTypeError, XZooError, shorten
+from zoo.core.limits import MAX_INT_ARG, MAX_STRING
 
-# which registry builds a nested component, by the argument that holds it (a value that is not a dict, a callable
-# or None is an error there); other arguments holding a dict with a `type` are checked when exactly one registry
-# has that name
-_NESTED = {'backbone': 'BACKBONES', 'head': 'HEADS', 'alignment_heads': 'HEADS', 'loss': 'LOSSES',
-           'data_preprocessor': 'MODELS', 'text_branch': 'TEXT_ENCODERS', 'dataset': 'DATASETS',
-           'pipeline': 'TRANSFORMS', 'sampler': 'DATA_SAMPLERS', 'optimizer': 'OPTIMIZERS'}
+# Runner-level slots: mmengine's config schema (a dataloader's dataset/sampler, an optim wrapper's optimizer)
+RUNNER_SLOTS = {'dataset': 'DATASETS', 'sampler': 'DATA_SAMPLERS', 'optimizer': 'OPTIMIZERS'}
 _SKIP = ('type', '_scope_', '_delete_')
+# arguments that make a component read or download files, or import code, when it is built
+FILE_LOADING_KEYS = frozenset({'init_cfg', 'checkpoint_path', 'pretrained_cfg_overlay', 'pretrained_cfg',
+                               'custom_imports', '_scope_', 'cache_dir', 'checkpoint', 'load_from', 'cache_path'})
+_REMOTE_PREFIXES = ('hf-hub:', 'hf_hub:', 'local-dir:', 'http://', 'https://', 'file:', 's3:', 'gs:', 'ftp:')
+
+
+def component_args(obj: Any) -> dict[str, str]:
+    """``{argument: registry name}`` of the nested components ``obj`` builds, as its classes declare it."""
+    slots: dict[str, str] = {}
+    for klass in reversed(getattr(obj, '__mro__', ())):
+        slots.update(getattr(klass, '__dict__', {}).get('component_args', {}) or {})
+    return slots
+
+
+def train_loop_type(train_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``train_cfg`` with its loop ``type`` filled in: xzoo's resumable loops unless a type is given.
+
+    Example:
+        >>> train_loop_type({'by_epoch': False, 'max_iters': 4})
+        {'max_iters': 4, 'type': 'ResumableIterBasedTrainLoop'}
+    """
+    loop = dict(train_cfg)
+    if 'type' not in loop:
+        by_epoch = loop.pop('by_epoch', True)
+        loop['type'] = 'ResumableEpochBasedTrainLoop' if by_epoch else 'ResumableIterBasedTrainLoop'
+    return loop
 # keys that mmengine's builders consume before calling the constructor
 _CONSUMED = {'PARAM_SCHEDULERS': ('convert_to_iter_based',), 'HOOKS': ('priority',),
              'OPTIM_WRAPPERS': ('paramwise_cfg', 'constructor', 'optimizer')}
@@ -162,49 +196,138 @@ def _resolve(cfg: Mapping, registry: XZooRegistry, where: str, default_type: str
                       f'{obj_type!r}.')
 
 
-def check_component(cfg: Any, registry: XZooRegistry, where: str, default_type: str | None = None) -> None:
-    """Check one component config (and the components nested in it) at config key ``where``."""
+def check_component(cfg: Any, registry: XZooRegistry, where: str, default_type: str | None = None,
+                    untrusted: bool = False, source: str = '') -> None:
+    """Check one component config (and the components nested in it) at config key ``where``.
+
+    ``untrusted``: the strict mode of :func:`check_untrusted` (``source`` names the file in messages).
+    """
     if not isinstance(cfg, Mapping):
-        raise ConfigError(f'{where} must be a dict describing a {registry.display_name} component, e.g. '
-                          f"dict(type='...', ...), got {cfg!r} ({type(cfg).__name__}).")
+        raise ConfigError(f'{source}{where} must be a dict describing a {registry.display_name} component, e.g. '
+                          f"dict(type='...', ...), got {shorten(repr(cfg))} ({type(cfg).__name__}).")
+    if untrusted:
+        obj_type = cfg.get('type', default_type)
+        if not isinstance(obj_type, str) or obj_type not in registry:
+            raise SecurityError(f'{source}{where}.type = {shorten(repr(obj_type))} is not the name of a registered '
+                                f'xzoo component ({registry.display_name}); refused: a config.json may only name '
+                                'registered components, never a module path. Install the plugin that registers '
+                                'it.')
     obj = _resolve(cfg, registry, where, default_type)
     if not callable(obj):
         return
     consumed = _CONSUMED.get(registry.display_name, ())
     cfg = {k: v for k, v in cfg.items() if k not in consumed}
     # unknown arguments only: required ones may come from the parent (a head's in_channels, a sampler's dataset)
-    registry.check_args({**cfg, 'type': obj}, default_args={name: None for name in _required(obj)})
+    try:
+        registry.check_args({**cfg, 'type': obj}, default_args={name: None for name in _required(obj)})
+    except ConfigError as exc:
+        raise type(exc)(f'{source}{exc}') from None
     hints = _hints(obj)
     name = getattr(obj, '__name__', str(obj))
+    slots = component_args(obj)
+    training_only = set(getattr(obj, 'training_only', ()) or ())
     for key, value in cfg.items():
         if key in _SKIP:
             continue
+        if untrusted:  # a component slot's value is checked as a component below
+            _check_untrusted_value(key, value, f'{where}.{key}', source, training_only, name, walk=key not in slots)
         hint = hints.get(key)
         if hint is not None and not _matches(value, hint):
-            raise ConfigError(f'{where}.{key} must be {_article(_describe(hint))} (an argument of {name}), got '
-                              f'{value!r} ({type(value).__name__}).')
-        _check_nested(key, value, f'{where}.{key}')
+            raise ConfigError(f'{source}{where}.{key} must be {_article(_describe(hint))} (an argument of {name}), '
+                              f'got {shorten(repr(value))} ({type(value).__name__}).')
+        _check_nested(key, value, f'{where}.{key}', slots.get(key) or RUNNER_SLOTS.get(key), untrusted, source)
 
 
-def _check_nested(key: str, value: Any, where: str) -> None:
-    known = REGISTRIES.get(_NESTED.get(key, ''))
+def _check_nested(key: str, value: Any, where: str, slot: str | None, untrusted: bool = False,
+                  source: str = '') -> None:
+    known = registry.ALL.get(slot or '')
     items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
     for index, item in items:
         path = where if index is None else f'{where}.{index}'
         if known is not None and not isinstance(item, Mapping):
-            if item is None or callable(item):
+            if item is None or (callable(item) and not untrusted):
                 continue
-            raise ConfigError(f'{path} must be a dict describing a {known.display_name} component, e.g. '
-                              f"dict(type='...', ...), got {item!r} ({type(item).__name__}).")
-        if not isinstance(item, Mapping) or (known is None and not isinstance(item.get('type'), str)):
+            raise ConfigError(f'{source}{path} must be a dict describing a {known.display_name} component, e.g. '
+                              f"dict(type='...', ...), got {shorten(repr(item))} ({type(item).__name__}).")
+        if not isinstance(item, Mapping):
             continue
-        registry = known
-        if registry is None:  # an argument this table does not know: the registry that has the name, if only one
-            owners = [r for r in REGISTRIES.values() if item['type'] in r]
+        if known is None:
+            if untrusted:
+                if 'type' in item:
+                    raise SecurityError(f'{source}{path} names a component ({shorten(repr(item["type"]))}) where '
+                                        'none is built; refused.')
+                _check_plain_tree(item, path, source)
+                continue
+            if not isinstance(item.get('type'), str):
+                continue
+            # an argument no class declares: the registry that has the name, if only one
+            owners = [r for r in registry.ALL.values() if item['type'] in r]
             if len(owners) != 1:
                 continue
-            registry = owners[0]
-        check_component(item, registry, path)
+            check_component(item, owners[0], path)
+            continue
+        check_component(item, known, path, untrusted=untrusted, source=source)
+
+
+def _check_untrusted_value(key: str, value: Any, where: str, source: str, training_only: set[str],
+                           owner: str, walk: bool = True) -> None:
+    """Refuse an argument of an untrusted config that would load files or code, or allocate beyond the caps."""
+    if key in FILE_LOADING_KEYS:
+        raise SecurityError(f'{source}{where} is set; it would load files or code while building the model, which '
+                            'loading from a config.json never does. Remove it.')
+    if key in training_only:
+        raise SecurityError(f'{source}{where} is a training-only part of {owner} (it would build text encoders or '
+                            'alignment heads, which may load external files); an export holds inference parts '
+                            'only. Remove it.')
+    if key == 'pretrained' and value not in (False, None):
+        raise SecurityError(f'{source}{where} = {shorten(repr(value))}; a config.json must set pretrained to false '
+                            '(the weights come from model.safetensors).')
+    if walk:
+        _check_plain_tree(value, where, source, key)
+
+
+_RESOURCE_KEY = re.compile(r'(^|_)(names?|paths?|files?|dirs?|folders?|model|checkpoints?|weights|tokenizers?|'
+                           r'vocab|url|repo|pretrained|root|source|location)$')
+
+
+def _check_plain_tree(value: Any, where: str, source: str, key: str = '') -> None:
+    """Remote names anywhere, file paths in arguments that name a resource (``*_name``, ``*_path``, ``*_file``,
+    ``model``, ``pretrained``, ...), huge integers and non-finite floats are refused."""
+    stack = [(value, where, key)]
+    while stack:
+        node, path, name = stack.pop()
+        if isinstance(node, Mapping):
+            stack.extend((v, f'{path}.{k}', str(k)) for k, v in node.items() if k not in _SKIP)
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, f'{path}[{i}]', name) for i, v in enumerate(node))
+        elif isinstance(node, str):
+            if len(node) > MAX_STRING:
+                raise SecurityError(f'{source}{path} is a string of {len(node)} characters; refused.')
+            lowered = node.strip().lower()
+            if lowered.startswith(_REMOTE_PREFIXES):
+                raise SecurityError(f'{source}{path} = {shorten(repr(node))} would fetch files while building the '
+                                    'model; refused. A config.json names architectures only; weights come from its '
+                                    'model.safetensors.')
+            pathlike = '/' in node or '\\' in node or node.startswith(('~', '.')) or os.path.isabs(node)
+            if pathlike and _RESOURCE_KEY.search(name.lower()):
+                raise SecurityError(f'{source}{path} = {shorten(repr(node))} looks like a file path; a config.json '
+                                    'never names files outside its folder. Refused.')
+        elif isinstance(node, bool) or node is None:
+            continue
+        elif isinstance(node, int):
+            if abs(node) > MAX_INT_ARG:
+                raise SecurityError(f'{source}{path} = {node} is larger than {MAX_INT_ARG:,}; refused before '
+                                    'anything is allocated.')
+        elif isinstance(node, float):
+            if node != node or node in (float('inf'), float('-inf')):
+                raise SecurityError(f'{source}{path} is {node}; refused.')
+
+
+def check_untrusted(model_cfg: Mapping[str, Any], source: str = '', where: str = 'model_args') -> None:
+    """Check the model config of an export or Hub repo (``{'type': architecture, **model_args}``) in the strict
+    mode: registered names only (``MODELS``), nothing that loads files or code, no training-only parts, caps."""
+    prefix = f'{source}: ' if source else ''
+    check_component(model_cfg, MODELS, where, untrusted=True, source=prefix)
 
 
 def _check_int(value: Any, where: str, minimum: int, what: str, example: int) -> None:
@@ -299,8 +422,4 @@ def check_components(cfg: Mapping) -> None:
     if train_cfg:
         if not isinstance(train_cfg, Mapping):
             raise ConfigError(f'train_cfg must be a dict, e.g. dict(by_epoch=True, max_epochs=10), got {train_cfg!r}.')
-        loop = dict(train_cfg)
-        if 'type' not in loop:
-            by_epoch = loop.pop('by_epoch', True)
-            loop['type'] = 'ResumableEpochBasedTrainLoop' if by_epoch else 'ResumableIterBasedTrainLoop'
-        check_component(loop, LOOPS, 'train_cfg')
+        check_component(train_loop_type(train_cfg), LOOPS, 'train_cfg')

@@ -29,11 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from registry.errors import ConfigError, DataError, did_you_mean
+from zoo.models.contract import Preprocessing, is_zoo_model
+from zoo.ops.modules import model_device, model_state
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif')
 MAX_GRID_ROWS = 32
-IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
-IMAGENET_STD_255 = (58.395, 57.12, 57.375)
 
 
 @dataclass
@@ -63,39 +63,29 @@ def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def _read_rgb(path: Path) -> Any:
-    from PIL import Image, UnidentifiedImageError
+def preprocessing_of(model: nn.Module, size: int | Sequence[int] | None = None) -> Preprocessing:
+    """The preprocessing images get for ``model``: a zoo model's own, else a timm model's ``pretrained_cfg``, else
+    :class:`~zoo.models.contract.Preprocessing`'s defaults (224 px, ImageNet mean/std); ``size``: resize the
+    shorter side and centre-crop to that size instead."""
+    if is_zoo_model(model):
+        pre = model.preprocessing
+    else:
+        cfg = getattr(model, 'pretrained_cfg', None)
+        pre = Preprocessing.from_timm(cfg) if isinstance(cfg, Mapping) and cfg.get('input_size') else Preprocessing()
+    return pre.with_size(size) if size is not None else pre
 
-    try:
-        with Image.open(path) as im:
-            return im.convert('RGB')
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f'Cannot read image {str(path)!r}: {exc}') from exc
 
-
-def load_image(path: Path, size: tuple[int, int]) -> Tensor:
-    """An RGB uint8 ``[3, h, w]`` tensor: shorter side resized to fit ``size``, then centre-cropped to it."""
-    from PIL import Image
-
-    im = _read_rgb(path)
-    h, w = size
-    scale = max(h / im.height, w / im.width)
-    im = im.resize((max(w, round(im.width * scale)), max(h, round(im.height * scale))), Image.BILINEAR)
-    left, top = (im.width - w) // 2, (im.height - h) // 2
-    im = im.crop((left, top, left + w, top + h))
-    return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(h, w, 3).permute(2, 0, 1)
+def input_size(model: nn.Module, size: int | Sequence[int] | None = None) -> tuple[int, int]:
+    """``(H, W)`` of the images :func:`load_batch` makes for ``model`` (``size`` if given)."""
+    return preprocessing_of(model, size).hw
 
 
 def load_batch(model: nn.Module, paths: Sequence[Path], size: int | Sequence[int] | None = None) -> Tensor:
-    """uint8 ``[N, 3, H, W]``: the model's ``test_transform`` (set by ``init_model`` from the config's test
-    pipeline) when ``size`` is ``None``, else resize + centre crop to ``size`` (see :func:`input_size`)."""
-    import numpy as np
+    """uint8 ``[N, 3, H, W]`` through the model's test pipeline (``size``: resize + centre crop to it)."""
+    from zoo.datasets.base import read_rgb
 
-    transform = getattr(model, 'test_transform', None)
-    if size is not None or not callable(transform):
-        hw = input_size(model, size)
-        return torch.stack([load_image(p, hw) for p in paths])
-    pics = [torch.as_tensor(transform(np.array(_read_rgb(p), dtype=np.uint8))) for p in paths]
+    transform = preprocessing_of(model, size).build_transform()
+    pics = [torch.as_tensor(transform(read_rgb(str(p)))) for p in paths]
     shapes = {tuple(p.shape) for p in pics}
     if len(shapes) > 1:
         raise DataError(f'The test pipeline gives images of different sizes ({sorted(shapes)[:3]}); it has no '
@@ -103,25 +93,13 @@ def load_batch(model: nn.Module, paths: Sequence[Path], size: int | Sequence[int
     return torch.stack(pics)
 
 
-def input_size(model: nn.Module, size: int | Sequence[int] | None = None) -> tuple[int, int]:
-    """``size`` if given; else ``model.input_size``, then the backbone's timm ``input_size``, then 224."""
-    if size is None:
-        size = getattr(model, 'input_size', None)
-    if size is None:
-        cfg = getattr(getattr(model, 'backbone', None), 'pretrained_cfg', None) or {}
-        size = tuple(cfg['input_size'][-2:]) if 'input_size' in cfg else 224
-    if isinstance(size, int):
-        return size, size
-    return int(size[-2]), int(size[-1])
-
-
 def normalizer(model: nn.Module) -> Any:
-    """``uint8 [N, 3, H, W]`` → model input: ``model.data_preprocessor.normalize`` or ImageNet mean/std."""
-    pre = getattr(model, 'data_preprocessor', None)
-    if pre is not None and callable(getattr(pre, 'normalize', None)):
-        return pre.normalize
-    mean = torch.tensor(IMAGENET_MEAN_255).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD_255).view(1, 3, 1, 1)
+    """``uint8 [N, 3, H, W]`` → model input, with the mean/std of :func:`preprocessing_of`."""
+    if is_zoo_model(model):
+        return model.normalize
+    pre = preprocessing_of(model)
+    mean = torch.tensor(pre.mean_255).view(1, -1, 1, 1)
+    std = torch.tensor(pre.std_255).view(1, -1, 1, 1)
     return lambda x: (x.float() - mean.to(x.device)) / std.to(x.device)
 
 
@@ -151,8 +129,6 @@ def resolve_target(target: int | str | None, names: list[str] | None, num_classe
 
 def _predict(model: nn.Module, x: Tensor) -> Tensor:
     """Softmax probabilities in eval mode (the previous mode of every module restored)."""
-    from zoo.explainers import model_state
-
     with torch.no_grad(), model_state(model, eval_mode=True, freeze=False):
         return model(x).float().softmax(1)
 
@@ -182,7 +158,7 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
         images: image files and/or folders. methods: explainer aliases, names or config dicts.
         target: class index or name for every image (default: each image's predicted class).
         out_dir: where PNGs go (nothing is written when ``None``). size: input size; ``None`` uses the model's
-            ``test_transform`` if it has one, else :func:`input_size` (see :func:`load_batch`).
+            preprocessing (see :func:`preprocessing_of`).
     """
     from tqdm.auto import tqdm
 
@@ -194,7 +170,7 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
     if not explainers:
         raise ConfigError('No explanation method given; pass at least one, e.g. --method gradcam.')
     norm = normalizer(model)
-    device = next((p.device for p in model.parameters()), torch.device('cpu'))
+    device = model_device(model)
     pixels = load_batch(model, paths, size)
     maps: dict[str, list[Tensor]] = {k: [] for k in explainers}
     labels: list[int] = []

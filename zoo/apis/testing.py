@@ -16,15 +16,15 @@ Example::
 """
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from registry.errors import ConfigError
+from zoo.core.fileio import write_json
 
 from ._runner import build_runner, component_errors, prepare_runtime
 from .config import load_config
+from .inference import inference_model_config
 
 
 def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | None = None,
@@ -43,8 +43,8 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
     all), reported as ``explain/<explainer>/<metric>``; ``explain_options`` are further ``ExplanationQuality``
     arguments (``explain_class``, ``num_examples``, ...).
     """
-    from zoo.engine.checkpoint import load_model_weights
     from zoo.engine.hooks import unwrap
+    from zoo.models.weights import load_model_weights
 
     cfg = load_config(config, cfg_options)
     for key in ('test_dataloader', 'test_evaluator'):
@@ -53,7 +53,7 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
                               'test_evaluator (see configs/_base_/datasets/).')
     cfg.setdefault('test_cfg', {})
     cfg.resume, cfg.load_from = False, None
-    _no_download(cfg)
+    cfg.model = inference_model_config(cfg.model, has_checkpoint=True)
     if explain_metrics and not explainers:
         raise ConfigError('explain_metrics were given without explainers: name the explainers to score, e.g. '
                           "--explainers gradcam,eigencam.")
@@ -111,23 +111,3 @@ def add_explanation_quality(cfg: Any, explainers: Sequence[Any] | None, metrics:
         if not any(isinstance(h, Mapping) and h.get('type') == 'ExplanationHook' for h in hooks):
             hooks.append(dict(type='ExplanationHook'))
         cfg.custom_hooks = hooks
-
-
-def _no_download(cfg: Any) -> None:
-    """The checkpoint holds every weight: never download ImageNet/CLIP weights just to overwrite them."""
-    backbone = cfg.model.get('backbone')
-    if isinstance(backbone, Mapping) and 'pretrained' in backbone:
-        backbone['pretrained'] = False
-    if cfg.model.get('alignment_heads'):
-        cfg.model['alignment_heads'] = []  # training-only; inference is backbone + head
-
-
-def write_json(path: str, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (a killed write never leaves a half file)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as fh:
-        json.dump(payload, fh, indent=2, default=float)
-        fh.write('\n')
-    os.replace(tmp, path)
