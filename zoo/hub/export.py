@@ -16,23 +16,17 @@ import copy
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.core.checkpoints import find_checkpoint
 from zoo.core.limits import CONFIG_NAME, WEIGHTS_NAME
+from zoo.models.serialization import SavedModel
 
 FIGURE_NAME = 'saliency.png'
 
 
-@dataclass
-class ExportResult:
-    """What :func:`save_pretrained` wrote: the folder, its files, their sha256 and the config."""
-
-    folder: str
-    files: list[str] = field(default_factory=list)
-    sha256: dict[str, str] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
+ExportResult = SavedModel
+"""What :func:`save_pretrained` wrote (the model's files plus the card and figure): folder, files, sha256, config."""
 
 
 def training_info(cfg: Any, model_cls: type | None = None, recipe: str | None = None,
@@ -103,19 +97,18 @@ def save_pretrained(model: Any, out_dir: str | os.PathLike, cfg: Any = None, *,
         defaults = model.explainer_defaults
         model.set_explainer_defaults(explainer, defaults.get('target_layer'))
     training = training_info(cfg, type(model), recipe, method) if cfg is not None else None
-    saved = model.save_pretrained(out, training=training, class_names=class_names)
-    result = ExportResult(saved.folder, list(saved.files), dict(saved.sha256), saved.config)
+    result = model.save_pretrained(out, training=training, class_names=class_names)
     fig_path = os.path.join(out, FIGURE_NAME)
     if figure:
         shutil.copyfile(figure, fig_path)
     elif example_images:
-        _saliency_figure(model, example_images, saved.config['explainer']['method'], fig_path)
+        _saliency_figure(model, example_images, result.config['explainer']['method'], fig_path)
     if os.path.isfile(fig_path):
         result.files.append(FIGURE_NAME)
         result.sha256[FIGURE_NAME] = sha256_file(fig_path)
     readme = os.path.join(out, 'README.md')
     if card and (overwrite_card or not os.path.isfile(readme)):
-        build_card(saved.config, repo_id=repo_id, metrics=metrics, sha256=result.sha256,
+        build_card(result.config, repo_id=repo_id, metrics=metrics, sha256=result.sha256,
                    figure=FIGURE_NAME if FIGURE_NAME in result.files else None).save(readme)
     if os.path.isfile(readme):
         result.files.append('README.md')

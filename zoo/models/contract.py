@@ -112,6 +112,8 @@ class ZooModel:
     """Where :meth:`from_pretrained` (``zoo.load``) read the model from (``'local-dir:...'``, a zoo name, ...)."""
     pretrained_files: dict[str, Any] | None = None
     """The files it read: ``{'config': path, 'weights': path, 'sha256': digest or None}``."""
+    pretrained_config: dict[str, Any] | None = None
+    """The ``config.json`` it was built from (validated)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -413,10 +415,11 @@ class ZooModel:
                               f'load it with zoo.load or {type(model).__name__}.from_pretrained.')
         return model.to(device).eval()
 
-    def _set_pretrained_source(self, source: str, files: Mapping[str, Any]) -> None:
-        """Record where :func:`~zoo.models.serialization.load_model` read this model from."""
+    def _set_pretrained_source(self, source: str, files: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+        """Record where :func:`~zoo.models.serialization.load_model` read this model from (and its config.json)."""
         self.pretrained_source = source
         self.pretrained_files = dict(files)
+        self.pretrained_config = dict(config)
 
 
 def is_zoo_model(model: Any) -> bool:

@@ -342,8 +342,7 @@ def load_model(folder: str | os.PathLike, weights: str | os.PathLike | None = No
     if weights is not None:
         load_model_weights(model, weights, trust_pickle=trust_pickle)
         files.update(weights=weights, sha256=sha256)
-    model._set_pretrained_source(label, files)
-    model.__dict__['_export_config'] = config
+    model._set_pretrained_source(label, files, config)
     return model.eval()
 
 
