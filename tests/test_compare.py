@@ -64,6 +64,17 @@ def write_config(folder: Path, name: str, lr: float, iters: int, hooks: list | N
     return str(path)
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models train several times faster on one thread than on two contended ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope='module')
 def configs(tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp('compare_cfgs')
@@ -176,18 +187,18 @@ def test_cli_errors_are_one_line_with_exit_status_2(configs, tmp_path, capsys):
         assert needle in err[-1], (argv, err)
 
 
+def test_dry_run_prints_the_plan_with_probed_estimates(configs, tmp_path, capsys):
+    tool = load_tool('compare')
+    with one_torch_thread():
+        tool.main([configs['a'], configs['b'], '--seeds', '2', '--out', str(tmp_path / 'o'), '--explainers',
+                   'gradcam', '--explain-metrics', 'insertion,deletion', '--explain-subset', '4', '--dry-run'])
+    out = capsys.readouterr().out
+    assert 'configs comparison: 4 runs' in out and out.count(' new ') == 4
+    assert out.count('probed with the untrained model') == 2 and 'estimated time left: ?' not in out
+    assert not (tmp_path / 'o').exists()  # a dry run writes nothing
+
+
 # --- configs over seeds (trained) ---------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models train several times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
 
 ARMS = dict(seeds=3, independent_seeds=True, progress=False, **EXPLAIN)
 

@@ -78,7 +78,7 @@ def config_fingerprint(run: RunSpec) -> str:
     return fingerprint(cfg.to_dict())
 
 
-def test_fingerprint(train_fp: str, checkpoint: str, test_args: Mapping[str, Any]) -> str:
+def fingerprint_of_test(train_fp: str, checkpoint: str, test_args: Mapping[str, Any]) -> str:
     """Fingerprint of a test: the config, the checkpoint file (name, size, time) and the test settings."""
     info = os.stat(checkpoint)
     return fingerprint(dict(train=train_fp, checkpoint=[os.path.basename(checkpoint), info.st_size, info.st_mtime_ns],
@@ -120,7 +120,7 @@ def run_state(run: RunSpec, test_args: Mapping[str, Any]) -> RunState:
     test = 'todo'
     tested = read_json(run.path('test_done.json'))
     if ckpt and tested and os.path.isfile(run.path('per_image.json')) and \
-            tested.get('fingerprint') == test_fingerprint(fp, ckpt, test_args):
+            tested.get('fingerprint') == fingerprint_of_test(fp, ckpt, test_args):
         test = 'done'
     return RunState(run, fp, train, test, resume, read_json(run.path('train_done.json')))
 
@@ -257,7 +257,7 @@ def do_test(state: RunState, checkpoint: str, test_args: Mapping[str, Any], cons
     except Exception as exc:
         raise _failed(run, 'testing', exc) from exc
     gc.collect()
-    record = dict(fingerprint=test_fingerprint(state.fingerprint, checkpoint, test_args),
+    record = dict(fingerprint=fingerprint_of_test(state.fingerprint, checkpoint, test_args),
                   checkpoint=os.path.abspath(checkpoint), seconds=round(time.perf_counter() - start, 2),
                   metrics=metrics)
     write_json(run.path('test_done.json'), record)
@@ -277,8 +277,10 @@ def remaining_iters(state: RunState, total: int, per_epoch: int | None) -> int:
     return max(0, total - done)
 
 
-def probe_cost(run: RunSpec, test_args: Mapping[str, Any], console: Console, steps: int = 2) -> dict[str, float]:
-    """Time ``steps`` training iterations (after one warm-up) and the test of one batch, on the untrained model.
+def probe_cost(run: RunSpec, test_args: Mapping[str, Any], console: Console, steps: int = 2,
+               explain_images: int = 2) -> dict[str, float]:
+    """Time ``steps`` training iterations (after one warm-up), the test forward of one batch and the explanation
+    (explainers and metrics) of ``explain_images`` images, on the untrained model.
 
     Returns ``seconds_per_iter``, ``total_iters``, ``iters_per_epoch`` and ``test_seconds`` (the whole test set
     extrapolated from one batch, explanations included).
@@ -316,14 +318,16 @@ def probe_cost(run: RunSpec, test_args: Mapping[str, Any], console: Console, ste
             outputs = model.test_step(tbatch)
         n_batch, n_test = len(outputs), len(test_loader.dataset)
         test_seconds = (time.perf_counter() - start) / n_batch * n_test
-        if test_args.get('explainers'):
+        if test_args.get('explainers'):  # explained images cost far more than a forward pass: time a few
+            few = min(explain_images, n_batch)
             quality = ExplanationQuality(test_args['explainers'], test_args.get('explain_metrics') or
-                                         ('insertion', 'deletion', 'pointing_game'), progress=False, num_examples=0)
+                                         ('insertion', 'deletion', 'pointing_game'), subset=few, progress=False,
+                                         num_examples=0)
             quality.attach(model, None)
             start = time.perf_counter()
             quality.process(tbatch, outputs)
             n_explained = min(test_args.get('explain_subset') or n_test, n_test)
-            test_seconds += (time.perf_counter() - start) / n_batch * n_explained
+            test_seconds += (time.perf_counter() - start) / few * n_explained
         del runner, model
         gc.collect()
     return dict(seconds_per_iter=per_iter, total_iters=total, iters_per_epoch=per_epoch, test_seconds=test_seconds)

@@ -57,11 +57,12 @@ class Plan:
     cost_notes: list[str] = field(default_factory=list)
 
     def text(self) -> str:
-        rows = [f'{"arm":<18} {"seed":>5}  {"train":<24} {"test":<5} {"estimate":>9}']
+        w = max([3, *(len(s.run.arm) for s in self.states)])
+        rows = [f'{"arm":<{w}} {"seed":>5}  {"train":<24} {"test":<5} {"estimate":>9}']
         for st in self.states:
             r = st.run
             train = f'resume {os.path.basename(st.resume_from)}' if st.train == 'resume' else st.train
-            rows.append(f'{r.arm[:18]:<18} {r.seed:>5}  {train[:24]:<24} {st.test:<5} '
+            rows.append(f'{r.arm:<{w}} {r.seed:>5}  {train[:24]:<24} {st.test:<5} '
                         f'{duration(self.estimates.get(r.name)):>9}')
         known = [v for v in self.estimates.values() if v is not None]
         left = duration(sum(known)) + ('' if len(known) == len(self.states) else ' + runs without an estimate')
