@@ -94,9 +94,10 @@ def explainer_run(configs, tmp_path_factory) -> tuple[Comparison, Path]:
     model = MODELS.build(Config.fromfile(configs['a']).model)
     torch.save(dict(state_dict=model.state_dict(), meta={}), root / 'ckpt.pth')
     layer2 = dict(type='GradCAM', target_layer='backbone.model.layer2')  # labelled 'gradcam_2'
-    res = compare_explainers([(configs['a'], str(root / 'ckpt.pth'))], ['gradcam', layer2],
-                             [dict(type='Insertion', step=128), dict(type='Deletion', step=128), 'pointing_game'],
-                             out=str(root / 'out'), explain_subset=8, progress=False)
+    with one_torch_thread():
+        res = compare_explainers([(configs['a'], str(root / 'ckpt.pth'))], ['gradcam', layer2],
+                                 [dict(type='Insertion', step=128), dict(type='Deletion', step=128), 'pointing_game'],
+                                 out=str(root / 'out'), explain_subset=8, progress=False)
     return res, root
 
 
@@ -161,6 +162,18 @@ def test_tables_align_images_by_index_and_refuse_other_test_sets(tmp_path):
     other_images = [runs[0], _fake_run(tmp_path / '3', 'b', 0, [0, 1, 3], [5, 6, 7], [0.0, 0.0, 0.0])]
     with pytest.raises(DataError, match='other test images'):
         tables_from_runs(other_images, 'configs')
+
+
+def test_a_schedule_shorter_than_training_is_pointed_out():
+    from tests.conftest import ROOT
+    from zoo.apis._compare_runs import RunSpec, schedule_note
+
+    config = str(ROOT / 'configs' / 'efficientnetlite0_baseline_clutteredfmnist.py')
+    note = schedule_note(RunSpec('base', 0, config, '', {'train_cfg.max_epochs': 5}))
+    assert 'ends by epoch 1 but training runs 5 epochs' in note and 'param_scheduler.1.end=5' in note
+    assert schedule_note(RunSpec('base', 0, config, '', {'train_cfg.max_epochs': 5, 'param_scheduler.1.end': 5})) \
+        is None
+    assert schedule_note(RunSpec('base', 0, config, '', {})) is None
 
 
 # --- the command line ---------------------------------------------------------------------------------------------

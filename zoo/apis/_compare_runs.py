@@ -85,6 +85,33 @@ def fingerprint_of_test(train_fp: str, checkpoint: str, test_args: Mapping[str, 
                             test=dict(test_args)))
 
 
+def schedule_note(run: RunSpec) -> str | None:
+    """A warning when every learning-rate schedule of the run's config ends before its training does (e.g.
+    ``train_cfg.max_epochs`` raised by an override but not the cosine's ``end``): the rate then stays at its final
+    value for the rest of training. Warm-ups that end early are fine as long as one schedule reaches the end."""
+    cfg = load_config(run.config, run.cfg_options)
+    train_cfg = cfg.get('train_cfg') or {}
+    by_epoch = bool(train_cfg.get('by_epoch', 'max_epochs' in train_cfg))
+    length = train_cfg.get('max_epochs' if by_epoch else 'max_iters')
+    scheds = cfg.get('param_scheduler') or []
+    scheds = [scheds] if isinstance(scheds, Mapping) else list(scheds)
+    if not length or not scheds:
+        return None
+    same_unit = [sc for sc in scheds if bool(sc.get('by_epoch', True)) == by_epoch]
+    if len(same_unit) < len(scheds) and not same_unit:
+        return None  # schedules in the other unit only: cannot tell without the data loader's length
+    if any(sc.get('end') is None for sc in scheds):
+        return None
+    last = max(same_unit, key=lambda sc: sc['end'])
+    if last['end'] >= length:
+        return None
+    unit = 'epoch' if by_epoch else 'iteration'
+    index = scheds.index(last)
+    return (f'{run.arm}: every learning-rate schedule ends by {unit} {last["end"]} but training runs {length} '
+            f'{unit}s; the rate stays at its final value after that. Lengthen it too, e.g. '
+            f'param_scheduler.{index}.end={length}.')
+
+
 # --- state --------------------------------------------------------------------------------------------------------
 
 @dataclass

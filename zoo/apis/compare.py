@@ -217,7 +217,7 @@ def compare_explainers(models: Sequence[tuple[str, str]], explainers: Sequence[A
 def _plan(runs: list[RunSpec], out: str, test_args: Mapping[str, Any], kind: str, probe: bool,
           console: Console) -> Plan:
     states = [run_state(r, test_args) for r in runs]
-    plan = Plan(kind, out, states)
+    plan = Plan(kind, out, states, cost_notes=[f'note: {n}' for n in _schedule_notes(runs)])
     for arm in dict.fromkeys(s.run.arm for s in states):
         mine = [s for s in states if s.run.arm == arm]
         cost, source = _runs.measured_cost(mine), 'measured on finished runs'
@@ -249,10 +249,19 @@ def _run(runs: list[RunSpec], arms: list[str] | None, seeds: list[int], out: str
             return _plan(runs, out, test_args, info['kind'], probe, console)
         with WorkDirLock(out):
             states = [run_state(r, test_args) for r in runs]
+            notes = _schedule_notes(runs)
+            for note in notes:
+                print(f'note: {note}', file=console.out)
             records = _execute(states, test_args, console, out, progress)
-            return _report(records, arms, seeds, out, stats_args, reference, pairs, info, test_args)
+            return _report(records, arms, seeds, out, stats_args, reference, pairs, dict(info, notes=notes),
+                           test_args)
     finally:
         console.close()
+
+
+def _schedule_notes(runs: list[RunSpec]) -> list[str]:
+    firsts = {r.arm: r for r in runs if r.checkpoint is None}
+    return [n for r in firsts.values() if (n := _runs.schedule_note(r))]
 
 
 def _execute(states: list[RunState], test_args: Mapping[str, Any], console: Console, out: str,
@@ -374,7 +383,7 @@ def _report(records: list[dict[str, Any]], arms: list[str] | None, seeds: list[i
     report = dict(kind=info['kind'], title=_title(result, info), seeds=seeds, method=dict(
         name=result['method'], level=result['level'], statement=statement,
         bootstrap_samples=stats_args.get('samples')), test=dict(test_args), setup=dict(info), result=result,
-        notes=notes, runs=records, files=files)
+        notes=[*info.get('notes', []), *notes], runs=records, files=files)
     write_json(files['json'], report)
     atomic_write_text(files['markdown'], markdown(report))
     return Comparison(out, report, files)
