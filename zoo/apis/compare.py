@@ -39,6 +39,7 @@ from zoo.stats import report as md
 from zoo.stats.table import compare_arms
 
 from . import _compare_runs as _runs
+from ._compare_report import duration, markdown, tables_from_runs, title
 from ._compare_runs import Console, RunSpec, RunState, read_json, run_state
 from .config import parse_cfg_options
 
@@ -84,16 +85,6 @@ class Comparison:
         if any(e['differences'] for e in res['metrics'].values()):
             return md.differences_table(res)
         return md.means_table(res)
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return '?'
-    if seconds < 90:
-        return f'{seconds:.0f} s'
-    if seconds < 5400:
-        return f'{seconds / 60:.0f} min'
-    return f'{seconds / 3600:.1f} h'
 
 
 def _labels(configs: Sequence[str], labels: Sequence[str] | None) -> list[str]:
@@ -307,60 +298,7 @@ def _headline(metrics: Mapping[str, float]) -> str:
     return ''.join(f' · {k.removeprefix("explain/")} {metrics[k]:.4g}' for k in keys)
 
 
-# --- tables and report --------------------------------------------------------------------------------------------
-
-def _aligned(entry: Mapping[str, Any], order: list[Any], where: str) -> np.ndarray:
-    ids = entry['sample_idx']
-    if any(i is None for i in ids):
-        ids = list(range(len(ids)))
-    if sorted(ids) != sorted(order):
-        raise DataError(f'{where} was scored on other test images than the first run ({len(ids)} vs {len(order)} '
-                        'images, or other ones); every run must test the same images (same test dataset and '
-                        'explain_subset).')
-    pos = {i: k for k, i in enumerate(ids)}
-    return np.array([np.nan if entry['values'][pos[i]] is None else entry['values'][pos[i]] for i in order],
-                    dtype=np.float64)
-
-
-def tables_from_runs(records: Sequence[Mapping[str, Any]], kind: str
-                     ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, bool | None], list[str]]:
-    """``({arm: {metric: [S, N]}}, {metric: higher_is_better}, notes)`` from the runs' ``per_image.json``."""
-    per = {(r['arm'], r['seed']): (read_json(os.path.join(r['work_dir'], 'per_image.json')) or {}).get('per_image')
-           for r in records}
-    missing = [f'{a} seed {s}' for (a, s), v in per.items() if v is None]
-    if missing:
-        raise DataError(f'no per-image values for {", ".join(missing)}; rerun the comparison to test them.')
-    first = next(iter(per.values()))
-    notes, keys = [], []
-    for key in first:
-        absent = [f'{a} seed {s}' for (a, s), v in per.items() if key not in v]
-        if absent:
-            notes.append(f'{key} is missing in {", ".join(absent)}: not compared.')
-        elif kind == 'configs' or key.startswith('explain/'):
-            keys.append(key)
-    labels = {}
-    values: dict[str, dict[str, list[np.ndarray]]] = {}
-    directions: dict[str, bool | None] = {}
-    for key in keys:
-        ids = first[key]['sample_idx']
-        order = sorted(ids) if all(i is not None for i in ids) else list(range(len(ids)))
-        for (arm, seed), v in per.items():
-            row = _aligned(v[key], order, f'{arm} seed {seed} ({key})')
-            if key.startswith('accuracy/'):
-                lab = _aligned(dict(sample_idx=v[key]['sample_idx'], values=v[key]['label']), order, arm)
-                if key in labels and not np.array_equal(labels[key], lab):
-                    raise DataError(f'{arm} seed {seed} has other labels for the same test images than the first '
-                                    'run: the configs test on different data; compare configs with the same test '
-                                    'dataset.')
-                labels[key] = lab
-            if kind == 'configs':
-                arm_name, metric = arm, key.removeprefix('explain/')
-            else:
-                arm_name, metric = key.split('/')[1], key.split('/', 2)[2]
-            values.setdefault(arm_name, {}).setdefault(metric, []).append(row)
-            directions[metric] = v[key].get('higher_is_better')
-    return {a: {m: np.stack(rows) for m, rows in per_m.items()} for a, per_m in values.items()}, directions, notes
-
+# --- report -------------------------------------------------------------------------------------------------------
 
 def _report(records: list[dict[str, Any]], arms: list[str] | None, seeds: list[int], out: str,
             stats_args: Mapping[str, Any], reference: str | None, pairs: str, info: Mapping[str, Any],
@@ -377,49 +315,13 @@ def _report(records: list[dict[str, Any]], arms: list[str] | None, seeds: list[i
     panels = panels_from_result(result)
     if any(p['rows'] for p in panels.values()):
         files['forest'] = str(save_forest(os.path.join(out, 'forest.png'), panels,
-                                          title=_title(result, info), level=result['level'],
+                                          title=title(result, info), level=result['level'],
                                           fmt=lambda r: md.interval(r, sign=True)))
     statement = md.method_statement(result['method'], result['level'], len(seeds))
-    report = dict(kind=info['kind'], title=_title(result, info), seeds=seeds, method=dict(
+    report = dict(kind=info['kind'], title=title(result, info), seeds=seeds, method=dict(
         name=result['method'], level=result['level'], statement=statement,
         bootstrap_samples=stats_args.get('samples')), test=dict(test_args), setup=dict(info), result=result,
         notes=[*info.get('notes', []), *notes], runs=records, files=files)
     write_json(files['json'], report)
     atomic_write_text(files['markdown'], markdown(report))
     return Comparison(out, report, files)
-
-
-def _title(result: Mapping[str, Any], info: Mapping[str, Any]) -> str:
-    arms = ' vs '.join(result['arms'])
-    return f'{arms} (explainers of one model)' if info['kind'] == 'explainers' else arms
-
-
-def markdown(report: Mapping[str, Any]) -> str:
-    """``report.md`` from a ``report.json`` payload."""
-    res, seeds = report['result'], report['seeds']
-    n_img = {m: max(e['n_images'] for e in entry['means'].values()) for m, entry in res['metrics'].items()}
-    unit = 'checkpoints' if report['kind'] == 'explainers' else 'seeds'
-    lines = [f"# Comparison: {report['title']}", '',
-             f"{len(res['arms'])} arms × {len(seeds)} {unit} ({', '.join(map(str, seeds))}); test images per "
-             'metric: ' + ', '.join(f'{m} {n}' for m, n in n_img.items()) + '.', '', report['method']['statement'],
-             '']
-    if any(e['differences'] for e in res['metrics'].values()):
-        lines += ['## Paired differences', '', 'Each row is B − A, paired by seed and by test image; ↑/↓: higher/'
-                  'lower is better. p (Holm) adjusts for every row of this table.', '', md.differences_table(res),
-                  '', '![forest plot of the paired differences](forest.png)', '']
-    lines += ['## Means', '', md.means_table(res), '', '## Per seed', '', 'Mean over the test images of each seed '
-              '(for differences: of B − A).', '', md.per_seed_table(res, seeds), '']
-    if any(e['differences'] for e in res['metrics'].values()):
-        lines += ['## Diagnostics', '', 'Variance components of each difference (as standard deviations), the '
-                  "interval's degrees of freedom, and the images used (dropped: no value in some run).", '',
-                  md.components_table(res), '']
-    lines += ['## Runs', '', '| arm | seed | checkpoint | train | test |', '|---|---|---|---|---|']
-    for r in report['runs']:
-        train = duration(r['train'].get('seconds')) if r['train'].get('seconds') is not None else 'given'
-        lines.append(f"| {r['arm']} | {r['seed']} | `{r['checkpoint']}` | {train} | "
-                     f"{duration(r['test'].get('seconds'))} |")
-    lines += ['', '## Notes', '', '- Per-image values: accuracy is 100 (correct) or 0, explanation metrics are '
-              "each metric's per-image number; means are plain means over images (a metric that reports a mean of "
-              'per-class means, such as the pointing game in tools/test.py, can differ slightly).',
-              '- Every run was tested on its last checkpoint.', *[f'- {n}' for n in report['notes']]]
-    return '\n'.join(lines) + '\n'

@@ -26,7 +26,7 @@ Example:
     >>> est = crossed_mean(y)
     >>> est.low < 0.5 < est.high, est.n_seeds, est.n_images
     (True, 5, 300)
-    >>> paired_difference(y, y + 0.25).mean
+    >>> round(paired_difference(y, y + 0.25).mean, 6)
     0.25
 """
 from __future__ import annotations
