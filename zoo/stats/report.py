@@ -1,7 +1,7 @@
 """Markdown tables of a :func:`zoo.stats.table.compare_arms` result, and the statement of the interval method.
 
 Numbers are shown with two significant digits of their interval's width (a width of 2.3 gives one decimal, 0.05
-three), so no digit is printed that the data cannot support.
+three), so no digit is printed that the data cannot support; per-seed figures get one digit more.
 
 Example:
     >>> fmt(0.123456, 0.05), fmt(59.2345, 2.3), fmt(None)
@@ -34,6 +34,7 @@ def fmt(x: float | None, width: float | None = None, sign: bool = False) -> str:
         decimals = 4
     else:
         decimals = min(6, max(0, 1 - math.floor(math.log10(width))))
+    x = round(x, decimals) + 0.0  # no '-0.000'
     return f'{x:+.{decimals}f}' if sign else f'{x:.{decimals}f}'
 
 
@@ -97,7 +98,7 @@ def per_seed_table(result: Mapping[str, Any], seeds: Sequence[Any]) -> str:
     for metric, entry in result['metrics'].items():
         for name, est in [*entry['means'].items(), *entry['differences'].items()]:
             w = _width(est)
-            cells = [fmt(v, w / 2 if w else None, sign=' - ' in name) for v in est['per_seed']]
+            cells = [fmt(v, w / 10 if w else None, sign=' - ' in name) for v in est['per_seed']]
             rows.append(f'| {metric} | {name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(rows)
 
