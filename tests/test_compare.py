@@ -189,6 +189,7 @@ def test_cli_errors_are_one_line_with_exit_status_2(configs, tmp_path, capsys):
         ([configs['a'], '--out', str(tmp_path / 'o'), '--seeds', '0'], 'argument --seeds'),
         ([str(tmp_path / 'missing.py'), '--out', str(tmp_path / 'o'), '--dry-run'], 'does not exist'),
         ([configs['a'], '--out', str(tmp_path / 'o'), '--labels', 'x,y', '--dry-run'], '2 labels for 1 configs'),
+        ([configs['a'], configs['b'], '--out', str(tmp_path / 'o'), '--reference', 'c'], "reference 'c'"),
         (['--model', configs['a'], str(tmp_path / 'x.pth'), '--explainers', 'gradcam', '--out', str(tmp_path)],
          'checkpoint'),
     ]

@@ -153,6 +153,8 @@ def compare(configs: Sequence[str], seeds: int | Iterable[int] = 5, out: str = '
     if not configs:
         raise ConfigError('compare needs at least one config.')
     arms = _labels(configs, labels)
+    if reference is not None and reference not in arms:
+        raise ConfigError(f'reference {reference!r} is not one of the configs\' labels {arms}.')
     seed_list = _seeds(seeds)
     user = parse_cfg_options(cfg_options)
     test_args = _test_args(explainers, explain_metrics, explain_subset)
