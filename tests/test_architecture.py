@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import ROOT
 
-LOWER = ('core', 'ops', 'models', 'explainers', 'metrics', 'datasets', 'engine', 'viz')
+LOWER = ('core', 'ops', 'stats', 'models', 'explainers', 'metrics', 'datasets', 'engine', 'viz')
 UPPER = ('zoo.apis', 'zoo.hub', 'tools')
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint on a config's test set (top-1/top-5 accuracy, and optionally explanation quality).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.json] [--cfg-options KEY=VALUE ...]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.json] [--per-image FILE.json]
+        [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch]
         [--explainers gradcam,eigencam [--explain-metrics insertion,deletion,pointing_game]
          [--explain-subset N] [--explain-dir DIR]]
@@ -28,6 +29,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument('checkpoint', help='checkpoint (.pth from training, or .safetensors weights)')
     p.add_argument('--work-dir', help='where logs go (default: ./work_dirs/<config name>)')
     p.add_argument('--out', help='write the metrics to this JSON file')
+    p.add_argument('--per-image', metavar='FILE.json', help='write every metric\'s per-image values to this JSON file')
     add_cfg_options(p)
     p.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
                    help='job launcher: "pytorch" under torchrun')
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics = test(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
                    cfg_options=args.cfg_options, launcher=args.launcher, explainers=args.explainers,
                    explain_metrics=args.explain_metrics, explain_subset=args.explain_subset,
-                   explain_dir=args.explain_dir)
+                   explain_dir=args.explain_dir, per_image=args.per_image)
     from mmengine.dist import is_main_process
 
     if not is_main_process():

@@ -33,8 +33,8 @@ _LAZY: dict[str, str] = {
     'list_models': 'zoo.hub.index',
     'register_index': 'zoo.hub.index',
 }
-_SUBMODULES = {'apis', 'core', 'datasets', 'engine', 'explainers', 'hub', 'metrics', 'models', 'ops', 'viz', 'cli',
-               'structures', 'validation'}
+_SUBMODULES = {'apis', 'core', 'datasets', 'engine', 'explainers', 'hub', 'metrics', 'models', 'ops', 'stats', 'viz',
+               'cli', 'structures', 'validation'}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Python entry points behind the command-line tools (train, test, explain, inference).
+"""Python entry points behind the command-line tools (train, test, explain, inference, compare).
 
 Imported lazily: ``zoo.apis.init_model`` does not import the training or test code.
 """
@@ -9,6 +9,7 @@ from typing import Any
 
 _LAZY = {
     'apply_cfg_options': 'zoo.apis.config', 'load_config': 'zoo.apis.config',
+    'compare': 'zoo.apis.compare', 'compare_explainers': 'zoo.apis.compare',
     'explain': 'zoo.apis.explaining', 'explain_images': 'zoo.apis.explaining',
     'init_model': 'zoo.apis.inference', 'load_images': 'zoo.apis.inference',
     'test': 'zoo.apis.testing', 'train': 'zoo.apis.training',

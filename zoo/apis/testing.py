@@ -11,8 +11,10 @@ Example::
     metrics['accuracy/top1']
     metrics = test('configs/efficientnetlite0_baseline_clutteredfmnist.py', 'epoch_1.pth',
                    explainers=['gradcam'], explain_metrics=['insertion', 'deletion', 'pointing_game'],
-                   explain_subset=100)
+                   explain_subset=100, per_image='per_image.json')
     metrics['explain/gradcam/overall']
+
+``per_image`` writes every metric's per-image values (``tools/compare.py`` reads them; see :func:`per_image_values`).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
          cfg_options: Iterable[str] | Mapping[str, Any] | None = None, launcher: str = 'none',
          explainers: Sequence[Any] | None = None, explain_metrics: Sequence[Any] | None = None,
          explain_subset: int | None = None, explain_dir: str | None = None,
-         explain_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+         explain_options: Mapping[str, Any] | None = None, per_image: str | None = None) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the config's test set; return the metrics (and write them to ``out``).
 
     The checkpoint is loaded strictly: weights from another architecture or class count are an error naming
@@ -42,6 +44,8 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
     ``explain_metrics`` (default insertion, deletion, pointing game) on ``explain_subset`` test samples (``None``:
     all), reported as ``explain/<explainer>/<metric>``; ``explain_options`` are further ``ExplanationQuality``
     arguments (``explain_class``, ``num_examples``, ...).
+
+    ``per_image``: a JSON file for the per-image values of every metric (:func:`per_image_values`).
     """
     from zoo.engine.hooks import unwrap
     from zoo.models.weights import load_model_weights
@@ -68,11 +72,48 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
         runner.test_loop  # noqa: B018
     metrics = dict(runner.test())
     _remember_explanation_files(runner)
-    if out:
-        from mmengine.dist import is_main_process
-        if is_main_process():
-            write_json(out, dict(config=str(config), checkpoint=str(checkpoint), metrics=metrics))
+    from mmengine.dist import is_main_process
+    if out and is_main_process():
+        write_json(out, dict(config=str(config), checkpoint=str(checkpoint), metrics=metrics))
+    if per_image and is_main_process():
+        write_json(per_image, dict(config=str(config), checkpoint=str(checkpoint), metrics=metrics,
+                                   per_image=per_image_values(runner)))
     return metrics
+
+
+def per_image_values(runner: Any) -> dict[str, dict[str, Any]]:
+    """Per-image values of the test just run, keyed like the metrics: ``{'accuracy/top1': {sample_idx, label,
+    values, higher_is_better, unit}, 'explain/gradcam/insertion': {...}, ...}``.
+
+    Accuracy values are 100 (correct) or 0, so their mean is the accuracy in percent; explanation values are each
+    metric's per-sample number (``None`` where the metric excludes the image, e.g. no object), and
+    ``<explainer>/overall`` is insertion − deletion per image. Means over these values are plain means over images
+    (a metric that reports a mean of per-class means, such as the pointing game, may differ slightly).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for metric in getattr(runner.test_loop.evaluator, 'metrics', []):
+        prefix = metric.prefix or getattr(metric, 'default_prefix', '')
+        per = getattr(metric, 'last_per_sample', None)
+        if per:  # Accuracy
+            for k, hits in per['correct'].items():
+                out[f'{prefix}/{k}'] = dict(sample_idx=per['sample_idx'], label=per['label'],
+                                            values=[100.0 * h for h in hits], higher_is_better=True, unit='%')
+        summary = getattr(metric, 'last_summary', None)
+        if summary and 'per_sample' in summary:  # ExplanationQuality
+            ps = summary['per_sample']
+            for ename, per_metric in summary['results'].items():
+                vals = dict(ps['values'][ename])
+                definition = (per_metric.get('overall') or {}).get('conventions', {}).get('definition', '')
+                if ' - ' in definition:
+                    ins, dele = definition.split(' - ', 1)
+                    vals['overall'] = [a - b for a, b in zip(vals[ins], vals[dele])]
+                for mname, values in vals.items():
+                    out[f'{prefix}/{ename}/{mname}'] = dict(
+                        sample_idx=ps['sample_idx'], label=ps['label'],
+                        values=[None if v != v else float(v) for v in values],
+                        higher_is_better=per_metric[mname]['higher_is_better'],
+                        conventions=per_metric[mname].get('conventions'))
+    return out
 
 
 _LAST_FILES: dict[str, str] = {}
