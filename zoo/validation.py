@@ -215,6 +215,8 @@ def check_component(cfg: Any, registry: XZooRegistry, where: str, default_type: 
     obj = _resolve(cfg, registry, where, default_type)
     if not callable(obj):
         return
+    if untrusted:
+        _check_untrusted_class(obj, cfg, where, source)
     consumed = _CONSUMED.get(registry.display_name, ())
     cfg = {k: v for k, v in cfg.items() if k not in consumed}
     # unknown arguments only: required ones may come from the parent (a head's in_channels, a sampler's dataset)
@@ -267,6 +269,30 @@ def _check_nested(key: str, value: Any, where: str, slot: str | None, untrusted:
             check_component(item, owners[0], path)
             continue
         check_component(item, known, path, untrusted=untrusted, source=source)
+
+
+_OFF = (None, False, '', (), {})
+
+
+def _check_untrusted_class(obj: Any, cfg: Mapping, where: str, source: str) -> None:
+    """Refuse a class that loads external files when built (it declares ``loads_external_files = True``), and an
+    argument left at a default that would load files (``pretrained='openai'``): an untrusted config must say
+    ``false``/``null`` explicitly."""
+    name = getattr(obj, '__name__', str(obj))
+    if getattr(obj, 'loads_external_files', False):
+        raise SecurityError(f'{source}{where}: {name} loads files from outside the export when it is built (a Hub '
+                            'model, a local folder or a download cache); a config.json may not use it. Refused.')
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return
+    for p in params:
+        if p.name in cfg or p.default is p.empty or not (p.name == 'pretrained' or p.name in FILE_LOADING_KEYS):
+            continue
+        if not any(p.default is off or (type(p.default) is type(off) and p.default == off) for off in _OFF):
+            raise SecurityError(f'{source}{where}.{p.name} is not set, and the default of {name} '
+                                f'({shorten(repr(p.default), 60)}) loads files when it is built; a config.json must '
+                                f'set {p.name} to false or null. Refused.')
 
 
 def _check_untrusted_value(key: str, value: Any, where: str, source: str, training_only: set[str],
