@@ -37,8 +37,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse values that would fail late or exhaust memory, before the model is loaded (one-line errors)."""
+    from registry.errors import ConfigError
+    from zoo.core.fileio import check_can_write
+    from zoo.core.limits import MAX_BATCH, MAX_IMAGE_SIDE
+
+    if not 1 <= args.batch_size <= MAX_BATCH:
+        raise ConfigError(f'--batch-size must be between 1 and {MAX_BATCH}, got {args.batch_size}.')
+    if args.size is not None and (len(args.size) > 2 or not all(1 <= s <= MAX_IMAGE_SIDE for s in args.size)):
+        raise ConfigError(f'--size takes one or two sizes between 1 and {MAX_IMAGE_SIDE} px, got '
+                          f'{" ".join(map(str, args.size))}.')
+    check_can_write(args.out, 'folder', '--out')
+    from zoo.ops.modules import check_device
+
+    check_device(args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_args(args)
     from zoo.apis.explaining import explain
 
     methods = [m.strip() for arg in (args.method or ['gradcam']) for m in arg.split(',') if m.strip()]

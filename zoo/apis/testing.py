@@ -16,11 +16,12 @@ Example::
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from registry.errors import ConfigError
-from zoo.core.fileio import write_json
+from zoo.core.fileio import check_can_write, write_json
 
 from ._runner import build_runner, component_errors, prepare_runtime
 from .config import load_config
@@ -59,6 +60,12 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
                           "--explainers gradcam,eigencam.")
     add_explanation_quality(cfg, explainers, explain_metrics, explain_subset, explain_dir, explain_options)
     prepare_runtime(cfg, work_dir, config, launcher)
+    # results that cannot be written would be lost after the whole evaluation: check the places first
+    check_can_write(cfg.work_dir, 'folder', '--work-dir')
+    if out:
+        check_can_write(out, 'file', '--out')
+    if explainers:
+        check_can_write(explain_dir or os.path.join(cfg.work_dir, 'explain'), 'folder', '--explain-dir')
     runner = build_runner(cfg)
     meta = load_model_weights(unwrap(runner.model), checkpoint, trust_pickle=True)
     names = (meta.get('dataset_meta') or {}).get('classes')

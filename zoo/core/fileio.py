@@ -63,7 +63,8 @@ def _disk_error(exc: OSError, path: str) -> Exception:
     why = reasons.get(exc.errno)
     if why is None:
         return exc
-    return ResourceError(f'Cannot write {path!r}: {why} ({exc.strerror}). Free space or choose another location '
+    advice = 'Free space or choose' if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 'Choose'
+    return ResourceError(f'Cannot write {path!r}: {why} ({exc.strerror}). {advice} another location '
                          '(e.g. --work-dir / --out).')
 
 
@@ -126,9 +127,9 @@ def check_can_write(path: str | os.PathLike, kind: str = 'folder', flag: str = '
             fh.write(b'0')
     except OSError as exc:
         err = _disk_error(exc, existing)
-        if isinstance(err, ResourceError):
-            raise ResourceError(f'{flag} {path!r}: {err}') from exc
-        raise err from exc
+        why = str(err) if isinstance(err, ResourceError) else \
+            f'no file can be created in {existing!r} ({exc.strerror}).'
+        raise ResourceError(f'{flag} {path!r}: {why}') from exc
     finally:
         with contextlib.suppress(OSError):
             os.remove(probe)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from registry.errors import ConfigError
+from zoo.core.limits import MAX_IMAGE_SIDE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -202,8 +203,8 @@ class Preprocessing:
     def with_size(self, size: int | Sequence[int]) -> Preprocessing:
         """The same normalisation at another input size: resize the shorter side, centre-crop to ``size``."""
         hw = _pair(size)
-        if hw is None or min(hw) < 1:
-            raise ConfigError(f'An input size must be positive, got {size!r}.')
+        if hw is None or min(hw) < 1 or max(hw) > MAX_IMAGE_SIDE:
+            raise ConfigError(f'An input size must be between 1 and {MAX_IMAGE_SIDE} px, got {size!r}.')
         return replace(self, input_size=(self.input_size[0], *hw), crop_pct=1.0, resize=min(hw), pipeline=(),
                        crop_mode='center')
 
