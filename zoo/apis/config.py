@@ -27,7 +27,7 @@ from mmengine.config import Config, DictAction
 from registry import DATASETS, METRICS, MODELS, SCOPE
 from registry.errors import ConfigError, XZooError, did_you_mean, shorten
 from zoo.core.limits import MAX_KEY_PARTS
-from zoo.validation import check_components
+from zoo.validation import check_components, check_type_names
 
 _KEY = re.compile(r'^\+?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$')
 
@@ -155,6 +155,7 @@ def load_config(config: str | os.PathLike | Config | Mapping,
         except Exception as exc:  # noqa: BLE001 - a config is user code; report its error in one line
             raise ConfigError(f'Config {path!r} failed to load: {type(exc).__name__}: {exc}') from exc
     apply_cfg_options(cfg, cfg_options)
+    check_type_names(cfg._cfg_dict)  # a module path is never imported, not even by mmengine's own registries
     if not cfg.get('default_scope'):
         cfg.default_scope = SCOPE
     return cfg
