@@ -415,7 +415,7 @@ def check_type_names(cfg: Any, root: str = '') -> None:
         >>> try:
         ...     check_type_names({'visualizer': {'type': 'os.getcwd', '_scope_': 'mmengine'}})
         ... except UnknownTypeError as exc:
-        ...     print(str(exc)[:70])
+        ...     print(str(exc).split(';')[0])
         visualizer.type = 'os.getcwd' is a module path, not a registered name
     """
     stack: list[tuple[Any, str]] = [(cfg, root)]
