@@ -58,6 +58,7 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
     if explain_metrics and not explainers:
         raise ConfigError('explain_metrics were given without explainers: name the explainers to score, e.g. '
                           "--explainers gradcam,eigencam.")
+    _check_names(explainers, explain_metrics)
     add_explanation_quality(cfg, explainers, explain_metrics, explain_subset, explain_dir, explain_options)
     prepare_runtime(cfg, work_dir, config, launcher)
     # results that cannot be written would be lost after the whole evaluation: check the places first
@@ -80,6 +81,19 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
         if is_main_process():
             write_json(out, dict(config=str(config), checkpoint=str(checkpoint), metrics=metrics))
     return metrics
+
+
+def _check_names(explainers: Sequence[Any] | None, metrics: Sequence[Any] | None) -> None:
+    """Resolve explainer and metric names before any data is loaded (registered names and aliases only)."""
+    from zoo.explainers import explainer_class
+    from zoo.metrics import resolve_metric_name
+
+    for name in explainers or ():
+        if isinstance(name, str):
+            explainer_class(name)
+    for name in metrics or ():
+        if isinstance(name, str):
+            resolve_metric_name(name)
 
 
 _LAST_FILES: dict[str, str] = {}
