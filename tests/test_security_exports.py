@@ -29,7 +29,7 @@ CLASSES = ['a', 'b', 'c', 'd']
 
 
 @pytest.fixture
-def fake_hub(_fake_hub, monkeypatch):
+def fake_hub(_fake_hub, monkeypatch):  # noqa: F811
     """The loopback Hub, with huggingface_hub's own once-a-day ``GET /api/agent-harnesses`` (its agent-detection
     registry, written to HF_HOME) answered from memory: the requests left are the ones xzoo's loading makes."""
     from huggingface_hub.utils import _detect_agent
