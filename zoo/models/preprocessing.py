@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -99,6 +100,14 @@ class Preprocessing:
     crop_mode: str = 'center'
     resize: int | tuple[int, int] | None = None
     pipeline: tuple[dict[str, Any], ...] = field(default=(), compare=True)
+
+    def __post_init__(self) -> None:
+        mean, std = tuple(self.mean), tuple(self.std)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                      for v in mean + std)
+        if not numbers or len(mean) != len(std) or not mean or min(std) <= 0:
+            raise ConfigError(f'Preprocessing needs finite mean and positive std of one length, got mean={mean!r}, '
+                              f'std={std!r}; a zero std would divide every image by zero.')
 
     # --- constructors ---------------------------------------------------------------------------------------
     @classmethod
