@@ -9,6 +9,7 @@ to the Python API (one-line errors) is the second table, ``API_CASES``.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -561,3 +562,51 @@ def test_float_masks_are_thresholded_not_read_as_nonzero():
     assert torch.equal(as_bool.per_sample, as_float.per_sample) and as_bool.aggregate == 0.0
     soft = torch.full((2, 8, 8), 0.1)
     assert pg(None, images, maps, targets=0, masks=soft).n_excluded == 2  # no object: excluded, not a hit
+
+
+@pytest.mark.parametrize('code,message', [(28, 'the disk is full'), (30, 'the file system is read-only')])
+@pytest.mark.parametrize('where', ['makedirs', 'open'])
+def test_full_or_read_only_disk_is_one_line(tmp_path, capsys, monkeypatch, code, message, where):
+    """ENOSPC / EROFS when the work dir is created or its first file (the run's lock) is opened."""
+    import errno
+
+    from zoo.core import fileio
+
+    work = tmp_path / 'work'
+    config = tmp_path / 'tiny.py'
+    Config(TINY).dump(str(config))
+    real = {'makedirs': os.makedirs, 'open': open}
+
+    def failing(path, *args, **kwargs):
+        if str(path).startswith(str(work)):
+            raise OSError(code, os.strerror(code), str(path))
+        return real[where](path, *args, **kwargs)
+
+    assert errno.ENOSPC == 28 and errno.EROFS == 30
+    if where == 'makedirs':
+        monkeypatch.setattr(os, 'makedirs', failing)
+    else:
+        work.mkdir()
+        monkeypatch.setattr(fileio, 'open', failing, raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_cli(TOOLS['train'].main, [str(config), '--work-dir', str(work)])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and err.startswith('error: Cannot write') and message in err and '\n' not in err, err
+    assert not _nothing_written(tmp_path, {config: _stat(config)})
+
+
+def test_push_to_hub_with_the_endpoint_down(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv('HF_TOKEN', 'hf_fake_token_for_tests')
+    monkeypatch.setattr(constants, 'ENDPOINT', 'http://127.0.0.1:9')  # nothing listens on the discard port
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+    ctx = Ctx(tmp=tmp_path)
+    Config(TINY).dump(str(tmp_path / 'tiny.py'))
+    ckpt = _tiny_checkpoint(ctx, 'other.pth')
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        run_cli(TOOLS['push_to_hub'].main, [ckpt, '--repo-id', 'me/x'])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and err.startswith('error: Cannot reach the network') and '\n' not in err, err
+    assert not _nothing_written(tmp_path, before)
