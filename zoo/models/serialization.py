@@ -141,7 +141,7 @@ def check_preprocessing(cls: type, data: Any, source: str) -> Any:
 
     for i, step in enumerate(steps):
         kind = step.get('type') if isinstance(step, Mapping) else None
-        if kind not in _TEST_TRANSFORMS:
+        if not isinstance(kind, str) or kind not in _TEST_TRANSFORMS:
             raise SecurityError(f'{source}: preprocessing.pipeline[{i}].type = {shorten(repr(kind))}; a config.json '
                                 f'pipeline may hold only {", ".join(sorted(_TEST_TRANSFORMS))}. Refused.')
         check_component(step, TRANSFORMS, f'preprocessing.pipeline[{i}]', untrusted=True, source=f'{source}: ')

@@ -122,7 +122,8 @@ def _check_offsets(header: dict[str, Any], data_size: int, path: str) -> None:
     for name, entry in header.items():
         shape = entry.get('shape') if isinstance(entry, dict) else None
         offsets = entry.get('data_offsets') if isinstance(entry, dict) else None
-        size = _ITEMSIZE.get(entry.get('dtype')) if isinstance(entry, dict) else None
+        dtype = entry.get('dtype') if isinstance(entry, dict) else None
+        size = _ITEMSIZE.get(dtype) if isinstance(dtype, str) else None
         ok = (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
               and isinstance(offsets, list) and len(offsets) == 2
               and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets) and size is not None)
