@@ -9,7 +9,7 @@ iteration, the losses and the last complete checkpoint. Under DDP all ranks stop
 
 Switch it off with ``--cfg-options default_hooks.nonfinite_loss=None`` (``+default_hooks.nonfinite_loss=None`` for a
 config without ``configs/_base_/default_runtime.py``), or tolerate a few bad iterations (AMP's dynamic loss scaling
-skips their steps) with ``default_hooks.nonfinite_loss.patience=N``.
+skips their steps) with ``+default_hooks.nonfinite_loss.patience=N``.
 
 Example (in a config)::
 
