@@ -363,6 +363,9 @@ def _truncated_ckpt(ctx: Ctx) -> str:
 
 
 SETUP = {'cub-image-truncated': _truncate_image, 'cub-not-an-image-in-worker': _not_an_image}
+# refused before any work: no Runner was built (its work dir and log folder do not exist), no model was loaded
+BEFORE_ANY_WORK = {'test-out-is-a-folder', 'test-out-under-a-file', 'test-explain-dir-is-a-file',
+                   *(name for name, *_ in CASES if name.startswith('explain-') and name != 'explain-method-unknown')}
 CUB_CASES = {name for name, *_ in CASES if name.startswith('cub-')}
 
 
@@ -438,6 +441,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, ctx, capsys):
     for fragment in fragments:
         assert fragment in err, err
     assert not _nothing_written(ctx.tmp, before), _nothing_written(ctx.tmp, before)
+    if name in BEFORE_ANY_WORK:
+        assert not Path(ctx.work).exists() and not (ctx.tmp / 'maps').exists()
 
 
 def test_non_rgb_images_are_converted_and_train(tmp_path, capsys):

@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from registry.errors import ConfigError  # noqa: E402
 from zoo.cli import add_cfg_options, run_cli  # noqa: E402
 
 
@@ -39,7 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse values that would fail late or exhaust memory, before the model is loaded (one-line errors)."""
-    from registry.errors import ConfigError
     from zoo.core.fileio import check_can_write
     from zoo.core.limits import MAX_BATCH, MAX_IMAGE_SIDE
 

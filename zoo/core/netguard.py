@@ -94,8 +94,7 @@ def _uninstall() -> None:
         else:
             with contextlib.suppress(AttributeError):
                 delattr(socket.socket, name)
-    socket.getaddrinfo = _saved['getaddrinfo']
-    _saved.clear()
+    socket.getaddrinfo = _saved['getaddrinfo']  # _saved is kept: a call racing with this still finds the original
 
 
 @contextlib.contextmanager

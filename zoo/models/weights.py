@@ -133,9 +133,9 @@ def _check_offsets(header: dict[str, Any], data_size: int, path: str) -> None:
                 numel *= d
             ok = 0 <= offsets[0] <= offsets[1] <= data_size and offsets[1] - offsets[0] == numel * size
         if not ok:
-            raise CheckpointError(f'{path!r}: the header entry of {str(name)[:80]!r} is malformed (dtype, shape or '
-                                  'byte offsets do not fit the file); it is corrupt or crafted. Download or export it '
-                                  'again.')
+            raise CheckpointError(f'{path!r} is not a valid safetensors file (the header entry of '
+                                  f'{str(name)[:80]!r}: dtype, shape or byte offsets do not fit the file); it may be '
+                                  'truncated or corrupt (or crafted): download or export it again.')
 
 
 def load_trusted_local(filename: str, map_location: Any = None) -> Any:
