@@ -615,3 +615,14 @@ def test_push_to_hub_with_the_endpoint_down(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and err.startswith('error: Cannot reach the network') and '\n' not in err, err
     assert not _nothing_written(tmp_path, before)
+
+
+@pytest.mark.gpu
+def test_cuda_devices_are_checked_against_this_machine():
+    from registry.errors import ConfigError
+    from zoo.ops.modules import check_device
+
+    count = torch.cuda.device_count()
+    assert check_device('cuda:0').type == 'cuda' and check_device('cuda').type == 'cuda'
+    with pytest.raises(ConfigError, match=f'this machine has {count} CUDA device'):
+        check_device(f'cuda:{count}')
