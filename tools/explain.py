@@ -30,9 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--out', required=True, help='output folder for the PNGs')
     p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda:0'")
     p.add_argument('--size', type=int, nargs='+', default=None, metavar='PX',
-                   help="resize + centre-crop to this size (one value or H W; default: the config's test "
+                   help="resize + centre-crop to this size, 1 to 8192 px (one value or H W; default: the config's test "
                         'pipeline)')
-    p.add_argument('--batch-size', type=int, default=8, help='images per explainer call')
+    p.add_argument('--batch-size', type=int, default=8, help='images per explainer call (1 to 1024)')
     add_cfg_options(p)
     p.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     return p.parse_args(argv)
