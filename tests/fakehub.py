@@ -63,7 +63,8 @@ class _Repo:
 
 
 class FakeHub:
-    """Holds the repositories and the HTTP server; ``requests`` logs ``(method, path)`` of every request."""
+    """Holds the repositories and the HTTP server; ``requests`` logs ``(method, path)`` of every request (the
+    query string dropped), in order; :meth:`requests_beyond` lists those outside a repo's given files."""
 
     def __init__(self) -> None:
         self.repos: dict[tuple[str, str], _Repo] = {}
@@ -84,7 +85,7 @@ class FakeHub:
 
         self._server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -97,6 +98,25 @@ class FakeHub:
         """The files of ``repo_id`` at ``revision`` (for assertions)."""
         repo = self.repos[('model', repo_id)]
         return dict(repo.commits[repo.resolve(revision)]['files'])
+
+    def add_model(self, repo_id: str, files: dict[str, bytes], private: bool = False) -> str:
+        """Create model repo ``repo_id`` holding ``files`` in one commit on ``main`` (no request is made); return the
+        commit sha. Used to serve crafted repos to a client under test."""
+        with self.lock:
+            repo = self.repos.setdefault(('model', repo_id), _Repo(repo_id, private))
+            return repo.commit('main', dict(files), 'files added by the test')
+
+    def requests_beyond(self, repo_id: str, filenames: set[str] | frozenset[str]) -> list[tuple[str, str]]:
+        """The requests that were not a HEAD/GET of one of ``filenames`` of ``repo_id`` (any revision): what a
+        client asked of the Hub beyond those files (another repo, the API, another file)."""
+        own = re.compile(rf'/{re.escape(repo_id)}/resolve/[^/]+/(?P<file>.+)')
+        out = []
+        for method, path in list(self.requests):
+            m = own.fullmatch(path)
+            if method in ('GET', 'HEAD') and m and unquote(m['file']) in filenames:
+                continue
+            out.append((method, path))
+        return out
 
     def commit_count(self, repo_id: str) -> int:
         """Commits made by clients (the initial empty commit not counted)."""

@@ -1,16 +1,20 @@
 """Bad input, table-driven: every case gives one actionable line on stderr, exit code 2, and leaves nothing behind.
 
-"Nothing behind": no checkpoint, no ``last_checkpoint``, no metrics file (``--out``) and no ``*.partial-*`` file
-anywhere under the test's folder. The cases run ``tools/train.py`` / ``tools/test.py``'s ``main`` in process (see
-``tests/test_tools.py`` for five more, and a real subprocess); a few at the end run real processes.
+"Nothing behind": no checkpoint, no ``last_checkpoint``, no metrics file (``--out``), no PNG and no ``*.partial-*``
+file anywhere under the test's folder, and every file that was there before is unchanged. The cases run the
+``main`` of ``tools/train.py``, ``test.py``, ``explain.py``, ``list_models.py`` and ``push_to_hub.py`` in process
+(see ``tests/test_tools.py`` for five more, and a real subprocess); a few at the end run real processes. Bad input
+to the Python API (one-line errors) is the second table, ``API_CASES``.
 """
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -20,7 +24,7 @@ from zoo.cli import run_cli
 
 from .conftest import ROOT, load_tool, make_fake_cub, run_tool
 
-TOOLS = {'train': load_tool('train'), 'test': load_tool('test')}
+TOOLS = {name: load_tool(name) for name in ('train', 'test', 'explain', 'list_models', 'push_to_hub')}
 CUB = str(ROOT / 'configs' / 'resnet50_baseline_cub.py')
 
 TINY = dict(
@@ -236,6 +240,52 @@ CASES: list[tuple[str, str, Argv, tuple[str, ...]]] = [
     # --- launcher / hardware ---
     ('launcher-without-torchrun', 'train', lambda c: [c.tiny, '--launcher', 'pytorch'], ('torchrun',)),
     ('amp-without-gpu', 'train', lambda c: [c.tiny, '--amp'], ('needs a CUDA GPU',)),
+    # --- work dirs and outputs ---
+    ('work-dir-is-a-file', 'train', lambda c: [c.tiny, '--work-dir', _write(c, 'afile', 'keep')],
+     ('is a file, not a folder',)),
+    ('work-dir-under-a-file', 'train', lambda c: [c.tiny, '--work-dir', str(Path(_write(c, 'afile', 'x')) / 'w')],
+     ('a part of the path is a file',)),
+    ('test-out-is-a-folder', 'test', lambda c: [c.tiny, _tiny_checkpoint(c, 'other.pth'), '--out', _empty(c)],
+     ('--out', 'is a folder')),
+    ('test-out-under-a-file', 'test',
+     lambda c: [c.tiny, _tiny_checkpoint(c, 'other.pth'), '--out', str(Path(_write(c, 'afile', 'x')) / 'm.json')],
+     ('--out', 'is a file, so no folder can be made')),
+    ('test-explain-dir-is-a-file', 'test',
+     lambda c: [c.tiny, _tiny_checkpoint(c, 'other.pth'), '--explainers', 'gradcam', '--explain-dir',
+                _write(c, 'afile', 'x')], ('--explain-dir', 'is a file')),
+    ('resume-zip-holding-a-list', 'train', lambda c: [c.tiny, '--resume', 'auto', '--work-dir', _list_ckpt(c)],
+     ('holds a list, not a checkpoint',)),
+    ('resume-path-is-a-folder', 'train', lambda c: [c.tiny, '--resume', _dir_ckpt(c)], ('is a folder',)),
+    ('resume-auto-newest-is-a-folder', 'train',
+     lambda c: [c.tiny, '--resume', 'auto', '--work-dir', str(Path(_dir_ckpt(c)).parent)],
+     ('is a folder, not a checkpoint',)),
+    ('option-key-3000-parts', 'train', lambda c: [c.tiny, '--cfg-options', '+' + '.'.join(['a'] * 3000) + '=1'],
+     ('3000 dotted parts', 'at most 64')),
+    ('option-key-10e6-characters', 'train', lambda c: [c.tiny, '--cfg-options', 'x' * 10 ** 6 + '=1'],
+     ('(1000000 characters)',)),
+    ('lr-inf-diverges', 'train', lambda c: [c.tiny, '--cfg-options', 'optim_wrapper.optimizer.lr=inf'],
+     ('the loss is not finite', 'default_hooks.nonfinite_loss=None')),
+    # --- tools/explain.py ---
+    ('explain-batch-size-0', 'explain', lambda c: [*_explain(c), '--batch-size', '0'], ('--batch-size',)),
+    ('explain-size-0', 'explain', lambda c: [*_explain(c), '--size', '0'], ('--size', 'between 1 and 8192')),
+    ('explain-size-negative', 'explain', lambda c: [*_explain(c), '--size', '-5'], ('--size',)),
+    ('explain-size-100000', 'explain', lambda c: [*_explain(c), '--size', '100000'], ('--size',)),
+    ('explain-900-megapixel-png', 'explain', lambda c: _explain(c, _bomb_png(c)),
+     ('Cannot read image', '900000000 pixels')),
+    ('explain-out-is-a-file', 'explain', lambda c: _explain(c, out=_write(c, 'afile', 'keep')),
+     ('--out', 'is a file, not a folder')),
+    ('explain-device-meta', 'explain', lambda c: [*_explain(c), '--device', 'meta'], ("'meta' holds no data",)),
+    ('explain-device-cuda-7', 'explain', lambda c: [*_explain(c), '--device', 'cuda:7'], ("'cuda:7'",)),
+    ('explain-device-nonsense', 'explain', lambda c: [*_explain(c), '--device', 'gpu0'], ('is not a torch device',)),
+    ('explain-method-unknown', 'explain', lambda c: [*_explain(c), '--method', 'gradcma'],
+     ("No explainer 'gradcma'", "'gradcam'")),
+    # --- tools/list_models.py, tools/push_to_hub.py ---
+    ('list-models-index-is-a-folder', 'list_models', lambda c: ['--index', _empty(c)], ('is a folder',)),
+    ('list-models-index-outside-config', 'list_models',
+     lambda c: ['--index', _write(c, 'index.json', '{"models": [{"name": "m", "config": "../x.json"}]}')],
+     ('inside the index',)),
+    ('push-to-hub-offline', 'push_to_hub', lambda c: [_tiny_checkpoint(c, 'other.pth'), '--repo-id', 'me/x'],
+     ('offline mode is on',)),
 ]
 
 
@@ -264,6 +314,48 @@ def _gone(path: Path) -> str:
     return str(path)
 
 
+def _list_ckpt(ctx: Ctx) -> str:
+    """A work dir whose newest checkpoint is a valid torch zip holding a list."""
+    work = ctx.tmp / 'listed'
+    work.mkdir()
+    torch.save([1, 2, 3], work / 'epoch_2.pth')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
+    return str(work)
+
+
+def _dir_ckpt(ctx: Ctx) -> str:
+    """A work dir whose newest 'checkpoint' is a folder."""
+    work = ctx.tmp / 'dirs'
+    (work / 'epoch_2.pth').mkdir(parents=True)
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
+    return str(work / 'epoch_2.pth')
+
+
+def _image(ctx: Ctx) -> str:
+    path = ctx.tmp / 'red.png'
+    if not path.exists():
+        Image.new('RGB', (40, 30), 'red').save(path)
+    return str(path)
+
+
+def _explain(ctx: Ctx, image: str | None = None, out: str | None = None) -> list[str]:
+    return [ctx.tiny, 'none', image or _image(ctx), '--out', out or str(ctx.tmp / 'maps'), '--no-progress']
+
+
+def _bomb_png(ctx: Ctx) -> str:
+    """A PNG whose header says 30000 x 30000 pixels (900 Mpx); PIL refuses it from the header alone."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff)
+
+    path = ctx.tmp / 'bomb.png'
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 30000, 30000, 8, 0, 0, 0, 0)) +
+                     chunk(b'IDAT', zlib.compress(b'\0' * 100)) + chunk(b'IEND', b''))
+    return str(path)
+
+
 def _truncated_ckpt(ctx: Ctx) -> str:
     path = Path(_tiny_checkpoint(ctx, 'cut.pth'))
     path.write_bytes(path.read_bytes()[:2000])
@@ -271,6 +363,9 @@ def _truncated_ckpt(ctx: Ctx) -> str:
 
 
 SETUP = {'cub-image-truncated': _truncate_image, 'cub-not-an-image-in-worker': _not_an_image}
+# refused before any work: no Runner was built (its work dir and log folder do not exist), no model was loaded
+BEFORE_ANY_WORK = {'test-out-is-a-folder', 'test-out-under-a-file', 'test-explain-dir-is-a-file',
+                   *(name for name, *_ in CASES if name.startswith('explain-') and name != 'explain-method-unknown')}
 CUB_CASES = {name for name, *_ in CASES if name.startswith('cub-')}
 
 
@@ -299,10 +394,27 @@ def ctx(tmp_path: Path, request) -> Ctx:
     return c
 
 
-def _nothing_written(root: Path) -> list[str]:
-    return [str(p) for p in root.rglob('*') if p.suffix in ('.pth', '.json') and p.parent.name != 'vis_data'
-            and p.name not in ('other.pth', 'five.pth', 'sgd.pth', 'cut.pth', 'notes.pth')
-            or p.name == 'last_checkpoint' or '.partial-' in p.name]
+def _nothing_written(root: Path, before: dict[Path, tuple[int, int] | None] | None = None) -> list[str]:
+    """New checkpoints, pointers, JSON, PNGs or partial files under ``root``, and files of ``before`` that changed."""
+    before = before or {}
+    new = [str(p) for p in root.rglob('*') if p not in before and (
+        p.suffix in ('.pth', '.json', '.png') and p.parent.name != 'vis_data'
+        and p.name not in ('other.pth', 'five.pth', 'sgd.pth', 'cut.pth', 'notes.pth')
+        or p.name == 'last_checkpoint' or '.partial-' in p.name)]
+    changed = [f'{p} (changed)' for p, stat in before.items() if _stat(p) != stat]
+    return new + changed
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns) if path.is_file() else (0, 0)
+
+
+def _snapshot(root: Path) -> dict[Path, tuple[int, int] | None]:
+    return {p: _stat(p) for p in root.rglob('*')}
 
 
 def test_the_table_has_at_least_30_cases():
@@ -315,18 +427,22 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, ctx, capsys):
     if name in SETUP:
         SETUP[name](ctx)
     args = argv(ctx)
-    if '--work-dir' not in args:
+    if tool in ('train', 'test') and '--work-dir' not in args:
         args += ['--work-dir', ctx.work]
-    if tool == 'test':
+    if tool == 'test' and '--out' not in args:
         args += ['--out', str(ctx.tmp / 'metrics.json')]
+    before = _snapshot(ctx.tmp)
     with pytest.raises(SystemExit) as info:
         run_cli(TOOLS[tool].main, args)
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2, err
     assert err.startswith('error: ') and '\n' not in err and 'Traceback' not in err, err
+    assert len(err) < 2500, err[:300]  # a message never echoes a huge input
     for fragment in fragments:
         assert fragment in err, err
-    assert not _nothing_written(ctx.tmp), _nothing_written(ctx.tmp)
+    assert not _nothing_written(ctx.tmp, before), _nothing_written(ctx.tmp, before)
+    if name in BEFORE_ANY_WORK:
+        assert not Path(ctx.work).exists() and not (ctx.tmp / 'maps').exists()
 
 
 def test_non_rgb_images_are_converted_and_train(tmp_path, capsys):
@@ -360,3 +476,153 @@ def test_bad_input_in_a_real_process(tmp_path):
     assert err[-1].startswith('error: Cannot read image') and str(bad) in err[-1], err[-3:]
     assert 'Traceback' not in out.stderr
     assert not _nothing_written(tmp_path)
+
+
+# --- the Python API: the same promise (one line, an xzoo error), no tool in between -------------------------------
+def _api_model(names: list[str] | None = ('cat', 'dog')) -> torch.nn.Module:
+    from registry import MODELS
+
+    return MODELS.build(dict(type='ImageClassifier', class_names=list(names) if names else None,
+                             backbone=dict(type='TimmBackbone', model_name='test_resnet'),
+                             head=dict(type='LinearClsHead', num_classes=2)))
+
+
+def _metric(name: str, model: torch.nn.Module | None, n: int = 2, **kw):
+    from zoo.metrics import build_explanation_metric
+
+    return build_explanation_metric(name)(model, torch.rand(n, 3, 16, 16), torch.rand(n, 16, 16), **kw)
+
+
+def _preprocessing(**kw):
+    from zoo.models.contract import Preprocessing
+
+    return Preprocessing(**kw)
+
+
+def _export_preprocessing(**kw):
+    from zoo.models.contract import Preprocessing
+    from zoo.models.serialization import check_preprocessing
+
+    return check_preprocessing(Preprocessing, {'input_size': [3, 32, 32], 'mean': [0.5] * 3, 'std': [0.5] * 3,
+                                               **kw}, 'config.json')
+
+
+X = torch.rand(2, 3, 32, 32)
+API_CASES = [
+    ('targets-fractions', lambda m: m.explain(X, targets=[0.5, 1.2]), 'a fraction'),
+    ('targets-unknown-name', lambda m: m.explain(X, targets='cow'), "'cow'"),
+    ('targets-name-without-class-names', lambda m: _api_model(None).explain(X, targets='cat'), 'class names'),
+    ('meta-device-model', lambda m: _api_model().to('meta').explain(X), "'meta' device"),
+    ('meta-device-classify', lambda m: _api_model().to('meta').classify(X), "'meta' device"),
+    ('insertion-empty-batch', lambda m: _metric('insertion', m, n=0), 'the batch is empty'),
+    ('pointing-game-masks-0-255-floats',
+     lambda m: _metric('pointing_game', None, masks=torch.full((2, 16, 16), 255.0)), 'float masks must hold values in'),
+    ('pointing-game-masks-nan', lambda m: _metric('pointing_game', None, masks=torch.full((2, 16, 16), float('nan'))),
+     'float masks must hold values in'),
+    ('preprocessing-std-zero', lambda m: _preprocessing(std=(0.0, 0.0, 0.0)), 'positive std'),
+    ('preprocessing-mean-nan', lambda m: _preprocessing(mean=(float('nan'), 0.5, 0.5)), 'finite mean'),
+    ('export-preprocessing-std-zero', lambda m: _export_preprocessing(std=[0, 0, 0]), 'std must be positive'),
+    ('export-preprocessing-mean-nan', lambda m: _export_preprocessing(mean=[float('nan')] * 3), 'finite numbers'),
+    ('load-images-size-100000', lambda m: m.load_images([np.zeros((8, 8, 3), np.uint8)], size=100_000),
+     'between 1 and 8192'),
+    ('explainer-name-10e6-characters', lambda m: m.explain(X, method='x' * 10 ** 6), '(1000000 characters)'),
+    ('registry-name-10e6-characters', lambda m: __import__('registry').MODELS.get('y' * 10 ** 6),
+     '(1000000 characters)'),
+    ('zoo-load-name-10e6-characters', lambda m: __import__('zoo').load('z' * 10 ** 6), '(1000000 characters)'),
+    ('zoo-load-device-meta', lambda m: __import__('zoo').load('baseline-resnet50-cub', pretrained=False,
+                                                            device='meta'), "'meta' holds no data"),
+    ('init-model-device-cuda-7', lambda m: __import__('zoo.apis', fromlist=['init_model']).init_model(
+        Config(TINY), None, device='cuda:7'), "'cuda:7'"),
+]
+
+
+@pytest.fixture(scope='module')
+def api_model() -> torch.nn.Module:
+    return _api_model()
+
+
+@pytest.mark.parametrize('case', API_CASES, ids=[c[0] for c in API_CASES])
+def test_python_api_bad_input_is_one_line(case, api_model):
+    from registry.errors import XZooError
+
+    name, call, fragment = case
+    with pytest.raises(XZooError) as info:
+        call(api_model)
+    text = str(info.value)
+    assert fragment in text and '\n' not in text and len(text) < 2500, text[:400]
+
+
+def test_float_masks_are_thresholded_not_read_as_nonzero():
+    """A soft mask of 0.1 everywhere holds no object (not "all true"); 0/1 floats equal bool masks."""
+    from zoo.metrics import build_explanation_metric
+
+    pg = build_explanation_metric('pointing_game', tolerance=0)
+    maps = torch.zeros(2, 8, 8)
+    maps[:, 0, 0] = 1.0  # the peak lies outside the object
+    hard = torch.zeros(2, 8, 8, dtype=torch.bool)
+    hard[:, 4:, 4:] = True
+    images = torch.zeros(2, 3, 8, 8)
+    as_bool = pg(None, images, maps, targets=0, masks=hard)
+    as_float = pg(None, images, maps, targets=0, masks=hard.float())
+    assert torch.equal(as_bool.per_sample, as_float.per_sample) and as_bool.aggregate == 0.0
+    soft = torch.full((2, 8, 8), 0.1)
+    assert pg(None, images, maps, targets=0, masks=soft).n_excluded == 2  # no object: excluded, not a hit
+
+
+@pytest.mark.parametrize('code,message', [(28, 'the disk is full'), (30, 'the file system is read-only')])
+@pytest.mark.parametrize('where', ['makedirs', 'open'])
+def test_full_or_read_only_disk_is_one_line(tmp_path, capsys, monkeypatch, code, message, where):
+    """ENOSPC / EROFS when the work dir is created or its first file (the run's lock) is opened."""
+    import errno
+
+    from zoo.core import fileio
+
+    work = tmp_path / 'work'
+    config = tmp_path / 'tiny.py'
+    Config(TINY).dump(str(config))
+    real = {'makedirs': os.makedirs, 'open': open}
+
+    def failing(path, *args, **kwargs):
+        if str(path).startswith(str(work)):
+            raise OSError(code, os.strerror(code), str(path))
+        return real[where](path, *args, **kwargs)
+
+    assert errno.ENOSPC == 28 and errno.EROFS == 30
+    if where == 'makedirs':
+        monkeypatch.setattr(os, 'makedirs', failing)
+    else:
+        work.mkdir()
+        monkeypatch.setattr(fileio, 'open', failing, raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_cli(TOOLS['train'].main, [str(config), '--work-dir', str(work)])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and err.startswith('error: Cannot write') and message in err and '\n' not in err, err
+    assert not _nothing_written(tmp_path, {config: _stat(config)})
+
+
+def test_push_to_hub_with_the_endpoint_down(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv('HF_TOKEN', 'hf_fake_token_for_tests')
+    monkeypatch.setattr(constants, 'ENDPOINT', 'http://127.0.0.1:9')  # nothing listens on the discard port
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+    ctx = Ctx(tmp=tmp_path)
+    Config(TINY).dump(str(tmp_path / 'tiny.py'))
+    ckpt = _tiny_checkpoint(ctx, 'other.pth')
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        run_cli(TOOLS['push_to_hub'].main, [ckpt, '--repo-id', 'me/x'])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and err.startswith('error: Cannot reach the network') and '\n' not in err, err
+    assert not _nothing_written(tmp_path, before)
+
+
+@pytest.mark.gpu
+def test_cuda_devices_are_checked_against_this_machine():
+    from registry.errors import ConfigError
+    from zoo.ops.modules import check_device
+
+    count = torch.cuda.device_count()
+    assert check_device('cuda:0').type == 'cuda' and check_device('cuda').type == 'cuda'
+    with pytest.raises(ConfigError, match=f'this machine has {count} CUDA device'):
+        check_device(f'cuda:{count}')

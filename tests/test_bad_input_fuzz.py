@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import string
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -163,3 +164,117 @@ def test_random_configs_give_only_documented_errors(changes, tmp_path):
         except (KeyError, IndexError, TypeError, ValueError):
             continue  # an earlier change removed or replaced this path
     _exercise(cfg, None, str(tmp_path))
+
+
+# --- the export loader: crafted config.json and safetensors headers --------------------------------------------------
+ATTACK_STRINGS = ['os.system', 'builtins.exec', 'posix.system', 'mmengine.os.getcwd', 'GradCAM', 'LinearClsHead',
+                  'TimmBackbone', 'ImageClassifier', 'HFTextEncoder', '/etc/passwd', '../outside', '~/x', 'C:\\x',
+                  'hf-hub:evil/x', 'local-dir:/tmp', 'https://example.com/w.bin', 'file:///etc/passwd', '',
+                  'test_resnet', 'resnet18', 'x' * 5000, 'gradcam', 'rise', 'backbone.model.layer4', 'NCHW']
+SCHEMA_KEYS = ['type', 'model_name', 'pretrained', 'num_classes', 'in_channels', 'init_cfg', 'checkpoint_path',
+               'pretrained_cfg_overlay', 'cache_dir', '_scope_', 'text_branch', 'alignment_heads', 'loss',
+               'features_only', 'mean', 'std', 'input_size', 'pipeline', 'size', 'method', 'kwargs', 'target_layer',
+               'n_masks', 'batch_size', 'class_names', 'format_version', 'architecture', 'dropout', 'command']
+json_scalar = st.one_of(
+    st.none(), st.booleans(), st.sampled_from([0, 1, -1, 2, 3, 4, 32, 224, 8193, 10 ** 6, 10 ** 6 + 1, 10 ** 12]),
+    st.integers(-10, 300), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(ATTACK_STRINGS),
+    small_text)
+json_value = st.recursive(
+    json_scalar,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(SCHEMA_KEYS), inner,
+                                                                         max_size=4)),
+    max_leaves=8)
+component_value = st.fixed_dictionaries({'type': st.sampled_from(ATTACK_STRINGS)},
+                                        optional={k: json_scalar for k in SCHEMA_KEYS[1:10]})
+
+
+def _json_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix] if prefix else []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for key, value in items:
+        out += _json_paths(value, (*prefix, key))
+    return out
+
+
+def _edit(config: dict, path: tuple, op: str, value: Any) -> None:
+    node: Any = config
+    for key in path[:-1]:
+        node = node[key]
+    last = path[-1]
+    if op == 'delete':
+        del node[last]
+    elif op == 'add' and isinstance(node[last], dict):
+        node[last][str(value)[:12] if not isinstance(value, str) else value[:40] or 'k'] = value
+    elif op == 'nest':
+        for _ in range(40):
+            value = {'a': value} if isinstance(value, dict) else [value]
+        node[last] = value
+    else:
+        node[last] = value
+
+
+@pytest.fixture(scope='module')
+def export_dir(tmp_path_factory) -> Path:
+    model = MODELS.build(dict(type='ImageClassifier', class_names=['a', 'b', 'c', 'd'],
+                              backbone=dict(type='TimmBackbone', model_name='test_resnet'),
+                              head=dict(type='LinearClsHead', num_classes=4)))
+    folder = tmp_path_factory.mktemp('fuzz-export') / 'clean'
+    model.save_pretrained(folder)
+    return folder
+
+
+def _header_edit(data: bytes, edit: tuple[str, str, Any]) -> bytes:
+    """Change one field of one tensor's entry in a safetensors header (the tensor bytes are kept)."""
+    import json
+    import struct
+
+    (length,) = struct.unpack('<Q', data[:8])
+    header = json.loads(data[8:8 + length])
+    names = sorted(k for k in header if k != '__metadata__')
+    key, field, value = edit
+    name = names[hash(key) % len(names)]
+    if field == 'drop':
+        header.pop(name)
+    else:
+        header[name][field] = value
+    raw = json.dumps(header).encode()
+    return struct.pack('<Q', len(raw)) + raw + data[8 + length:]
+
+
+config_change = st.tuples(st.integers(0, 10 ** 6), st.sampled_from(['set', 'set', 'delete', 'add', 'nest']),
+                          st.one_of(json_value, component_value))
+header_change = st.tuples(st.text(max_size=4), st.sampled_from(['dtype', 'shape', 'data_offsets', 'drop']),
+                          st.one_of(st.sampled_from(['F16', 'I8', 'BOOL', 'F8_E4M3', 'U8', 'F64', 'X']),
+                                    st.lists(st.integers(-1, 10 ** 7), max_size=3), json_scalar))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(changes=st.lists(config_change, min_size=1, max_size=3), header=st.none() | header_change)
+def test_crafted_exports_give_only_xzoo_errors(changes, header, export_dir, tmp_path_factory):
+    """Random structure-aware edits of a valid export: loading it (and, when it loads, classifying and explaining
+    with its own defaults) raises nothing but :class:`~registry.errors.XZooError`, in one line."""
+    import json
+    import shutil
+
+    from zoo.models.serialization import load_model
+
+    folder = Path(shutil.copytree(export_dir, tmp_path_factory.mktemp('fuzz') / 'export'))
+    config = json.loads((folder / 'config.json').read_text())
+    for index, op, value in changes:
+        paths = _json_paths(config)
+        try:
+            _edit(config, paths[index % len(paths)], op, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    (folder / 'config.json').write_text(json.dumps(config))
+    if header is not None:
+        weights = folder / 'model.safetensors'
+        weights.write_bytes(_header_edit(weights.read_bytes(), header))
+    try:
+        model = load_model(folder)
+        model.classify(torch.rand(1, 3, 32, 32))
+        model.explain(torch.rand(1, 3, 32, 32))
+    except XZooError as exc:
+        text = one_line(exc)
+        assert text == str(exc) and len(text) < 2500, text[:300]

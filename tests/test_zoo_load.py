@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 
@@ -75,7 +76,8 @@ def test_pretrained_unpublished_entry_says_so(no_network):
 
 def test_pretrained_offline_cold_cache_fails_fast(offline_cold_cache, tmp_path):
     """A published entry whose weights are not cached: one clear error, at once, naming repo and zoo.download."""
-    entry = {'name': 'lab-resnet50-cub', 'config': str(zoo_index.get_entry('baseline-resnet50-cub').config),
+    shutil.copy(zoo_index.get_entry('baseline-resnet50-cub').config, tmp_path / 'config.json')  # inside the index's
+    entry = {'name': 'lab-resnet50-cub', 'config': 'config.json',  # folder: an index never names files outside it
              'hf_hub': 'my-lab/resnet50-cub', 'revision': '1' * 40, 'status': 'published',
              'sha256': {'model.safetensors': 'f' * 64}}
     (tmp_path / 'lab.json').write_text(json.dumps({'models': [entry]}))

@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from registry.errors import ConfigError  # noqa: E402
 from zoo.cli import add_cfg_options, run_cli  # noqa: E402
 
 
@@ -29,16 +30,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--out', required=True, help='output folder for the PNGs')
     p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda:0'")
     p.add_argument('--size', type=int, nargs='+', default=None, metavar='PX',
-                   help="resize + centre-crop to this size (one value or H W; default: the config's test "
+                   help="resize + centre-crop to this size, 1 to 8192 px (one value or H W; default: the config's test "
                         'pipeline)')
-    p.add_argument('--batch-size', type=int, default=8, help='images per explainer call')
+    p.add_argument('--batch-size', type=int, default=8, help='images per explainer call (1 to 1024)')
     add_cfg_options(p)
     p.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     return p.parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse values that would fail late or exhaust memory, before the model is loaded (one-line errors)."""
+    from zoo.core.fileio import check_can_write
+    from zoo.core.limits import MAX_BATCH, MAX_IMAGE_SIDE
+
+    if not 1 <= args.batch_size <= MAX_BATCH:
+        raise ConfigError(f'--batch-size must be between 1 and {MAX_BATCH}, got {args.batch_size}.')
+    if args.size is not None and (len(args.size) > 2 or not all(1 <= s <= MAX_IMAGE_SIDE for s in args.size)):
+        raise ConfigError(f'--size takes one or two sizes between 1 and {MAX_IMAGE_SIDE} px, got '
+                          f'{" ".join(map(str, args.size))}.')
+    check_can_write(args.out, 'folder', '--out')
+    from zoo.ops.modules import check_device
+
+    check_device(args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_args(args)
     from zoo.apis.explaining import explain
 
     methods = [m.strip() for arg in (args.method or ['gradcam']) for m in arg.split(',') if m.strip()]

@@ -50,7 +50,69 @@ def user_error(exc: BaseException) -> str | None:
         return f'{exc.strerror or "No such file"}: {exc.filename!r}.' if exc.filename else one_line(exc)
     if isinstance(exc, TypeError) and 'unexpected keyword argument' in text:
         return f'{one_line(exc)} Check the component\'s arguments in the config (its docstring lists them).'
+    return network_error(exc)
+
+
+_NETWORK_LIBRARIES = ('httpx', 'httpcore', 'requests', 'urllib3', 'huggingface_hub', 'aiohttp')  # httpx2 too
+_NETWORK_CLASSES = ('ConnectError', 'ConnectTimeout', 'ConnectionError', 'NetworkError', 'TransportError',
+                    'ReadTimeout', 'TimeoutException', 'RemoteProtocolError', 'ProxyError', 'SSLError')
+
+
+def _mro_names(exc: BaseException) -> list[tuple[str, str]]:
+    return [(k.__module__.split('.')[0], k.__name__) for k in type(exc).__mro__]
+
+
+def network_error(exc: BaseException) -> str | None:
+    """One line for an unreachable network or Hub (offline mode, connection refused, timeout, a server error), found
+    by the exception's class (no HTTP library is imported); ``None`` for anything else.
+
+    Example:
+        >>> import socket
+        >>> try:
+        ...     socket.create_connection(('127.0.0.1', 9), timeout=1)
+        ... except OSError as exc:
+        ...     print(network_error(exc))
+        Cannot reach the network: [Errno 111] Connection refused. Check the connection, a proxy, or HF_ENDPOINT.
+        >>> network_error(ConnectionResetError(104, 'Connection reset by peer')) is None   # not from HTTP code
+        True
+    """
+    names = _mro_names(exc)
+    first = ' '.join(str(exc).split('\n')[0].split())[:200] or type(exc).__name__
+    if any(name == 'OfflineModeIsEnabled' for _, name in names):
+        return ('Cannot reach the Hugging Face Hub: offline mode is on (HF_HUB_OFFLINE=1). Unset HF_HUB_OFFLINE '
+                'to upload or download, or use --dry-run / local files.')
+    status = getattr(getattr(exc, 'response', None), 'status_code', None)
+    if any(mod == 'huggingface_hub' and name == 'HfHubHTTPError' for mod, name in names) and isinstance(status, int):
+        if status in (401, 403):
+            return (f'The Hugging Face Hub refused the request ({status}): {first} Log in (`hf auth login` or '
+                    'HF_TOKEN) with a token that may write to this repo.')
+        if status >= 500:
+            return f'The Hugging Face Hub is not answering properly ({status}): {first} Try again later.'
+        return None
+    networky = any(mod.startswith(_NETWORK_LIBRARIES) and name in _NETWORK_CLASSES for mod, name in names)
+    if networky or (isinstance(exc, (ConnectionError, TimeoutError)) and _raised_by_network_code(exc)):
+        return f'Cannot reach the network: {first}. Check the connection, a proxy, or HF_ENDPOINT.'
     return None
+
+
+_NETWORK_FILES = ('huggingface_hub', 'httpx', 'httpcore', 'requests', 'urllib3', os.path.join('urllib', 'request'),
+                  os.path.join('http', 'client'), 'socket.py')
+
+
+def _raised_by_network_code(exc: BaseException) -> bool:
+    """Whether a built-in ``ConnectionError``/``TimeoutError`` came from HTTP code (a DataLoader worker's broken pipe
+    is not an unreachable network)."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        tb = node.__traceback__
+        while tb is not None:
+            if any(part in tb.tb_frame.f_code.co_filename for part in _NETWORK_FILES):
+                return True
+            tb = tb.tb_next
+        node = node.__cause__ or node.__context__
+    return False
 
 
 def run_cli(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:

@@ -206,6 +206,9 @@ def check_component(cfg: Any, registry: XZooRegistry, where: str, default_type: 
         raise ConfigError(f'{source}{where} must be a dict describing a {registry.display_name} component, e.g. '
                           f"dict(type='...', ...), got {shorten(repr(cfg))} ({type(cfg).__name__}).")
     if untrusted:
+        if '_scope_' in cfg:
+            raise SecurityError(f'{source}{where}._scope_ is set; a config.json names registered xzoo components '
+                                'only. Remove it.')
         obj_type = cfg.get('type', default_type)
         if not isinstance(obj_type, str) or obj_type not in registry:
             raise SecurityError(f'{source}{where}.type = {shorten(repr(obj_type))} is not the name of a registered '
@@ -215,6 +218,8 @@ def check_component(cfg: Any, registry: XZooRegistry, where: str, default_type: 
     obj = _resolve(cfg, registry, where, default_type)
     if not callable(obj):
         return
+    if untrusted:
+        _check_untrusted_class(obj, cfg, where, source)
     consumed = _CONSUMED.get(registry.display_name, ())
     cfg = {k: v for k, v in cfg.items() if k not in consumed}
     # unknown arguments only: required ones may come from the parent (a head's in_channels, a sampler's dataset)
@@ -267,6 +272,30 @@ def _check_nested(key: str, value: Any, where: str, slot: str | None, untrusted:
             check_component(item, owners[0], path)
             continue
         check_component(item, known, path, untrusted=untrusted, source=source)
+
+
+_OFF = (None, False, '', (), {})
+
+
+def _check_untrusted_class(obj: Any, cfg: Mapping, where: str, source: str) -> None:
+    """Refuse a class that loads external files when built (it declares ``loads_external_files = True``), and an
+    argument left at a default that would load files (``pretrained='openai'``): an untrusted config must say
+    ``false``/``null`` explicitly."""
+    name = getattr(obj, '__name__', str(obj))
+    if getattr(obj, 'loads_external_files', False):
+        raise SecurityError(f'{source}{where}: {name} loads files from outside the export when it is built (a Hub '
+                            'model, a local folder or a download cache); a config.json may not use it. Refused.')
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return
+    for p in params:
+        if p.name in cfg or p.default is p.empty or not (p.name == 'pretrained' or p.name in FILE_LOADING_KEYS):
+            continue
+        if not any(p.default is off or (type(p.default) is type(off) and p.default == off) for off in _OFF):
+            raise SecurityError(f'{source}{where}.{p.name} is not set, and the default of {name} '
+                                f'({shorten(repr(p.default), 60)}) loads files when it is built; a config.json must '
+                                f'set {p.name} to false or null. Refused.')
 
 
 def _check_untrusted_value(key: str, value: Any, where: str, source: str, training_only: set[str],
@@ -377,8 +406,45 @@ def _items(value: Any, where: str) -> list[tuple[str, Any]]:
     return [(where, value)]
 
 
+def check_type_names(cfg: Any, root: str = '') -> None:
+    """Refuse a dotted ``type`` anywhere in ``cfg`` that no xzoo registry knows (scoped names such as
+    ``'mmengine.LoggerHook'`` are fine): mmengine's own registries import such a module path, e.g. for a component
+    the Runner builds with ``_scope_='mmengine'``; here it is an :class:`UnknownTypeError` before anything is built.
+
+    Example:
+        >>> try:
+        ...     check_type_names({'visualizer': {'type': 'os.getcwd', '_scope_': 'mmengine'}})
+        ... except UnknownTypeError as exc:
+        ...     print(str(exc).split(';')[0])
+        visualizer.type = 'os.getcwd' is a module path, not a registered name
+    """
+    stack: list[tuple[Any, str]] = [(cfg, root)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, Mapping):
+            kind = node.get('type')
+            if isinstance(kind, str) and '.' in kind and not _registered_anywhere(kind):
+                raise UnknownTypeError(f'{where + "." if where else ""}type = {shorten(repr(kind))} is a module path, '
+                                       'not a registered name; module paths are never imported. Register the class '
+                                       'and use its name.')
+            stack.extend((v, f'{where}.{k}' if where else str(k)) for k, v in node.items() if k != 'type')
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, f'{where}.{i}') for i, v in enumerate(node))
+
+
+def _registered_anywhere(name: str) -> bool:
+    for reg in registry.ALL.values():
+        try:
+            if reg.find(name) is not None:
+                return True
+        except Exception:  # noqa: BLE001 - mmengine's scope split on odd strings: not a registered name
+            continue
+    return False
+
+
 def check_components(cfg: Mapping) -> None:
     """Check the arguments and value types of every component of ``cfg`` (see the module docstring)."""
+    check_type_names(dict(cfg))
     check_runtime_values(cfg)
     if 'model' in cfg:
         check_component(cfg['model'], MODELS, 'model')

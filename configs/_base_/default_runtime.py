@@ -8,6 +8,8 @@ default_hooks = dict(
     # mmengine's CheckpointHook with crash-safe files (zoo/engine/checkpoint_hook.py)
     checkpoint=dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # stop with a clear error when the loss becomes NaN/Inf (zoo/engine/nonfinite.py); None switches it off
+    nonfinite_loss=dict(type='NonFiniteLossHook'),
 )
 # ClassNamesHook: checks that the dataset's classes fit the head and gives the model their names
 # ExactResumeHook: random-generator states in checkpoints, so a resumed run equals an uninterrupted one

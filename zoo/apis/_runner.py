@@ -42,6 +42,10 @@ def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: st
     if not any(isinstance(h, dict) and h.get('type') == 'ClassNamesHook' for h in hooks):
         hooks.insert(0, dict(type='ClassNamesHook'))
     cfg.custom_hooks = hooks
+    defaults = cfg.get('default_hooks')
+    if isinstance(defaults, dict) and defaults.get('nonfinite_loss', ...) is None:
+        # switched off; mmengine accepts None only for its own default hooks
+        cfg.default_hooks = {k: v for k, v in defaults.items() if k != 'nonfinite_loss'}
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
         if isinstance(loader, dict) and not loader.get('num_workers'):

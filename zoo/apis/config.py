@@ -25,8 +25,9 @@ from typing import Any
 from mmengine.config import Config, DictAction
 
 from registry import DATASETS, METRICS, MODELS, SCOPE
-from registry.errors import ConfigError, XZooError, did_you_mean
-from zoo.validation import check_components
+from registry.errors import ConfigError, XZooError, did_you_mean, shorten
+from zoo.core.limits import MAX_KEY_PARTS
+from zoo.validation import check_components, check_type_names
 
 _KEY = re.compile(r'^\+?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$')
 
@@ -38,8 +39,8 @@ def parse_value(text: str) -> Any:
     except (AssertionError, RecursionError, ValueError, IndexError) as exc:
         # mmengine recurses forever on a comma inside brackets that do not open the value, e.g. f(1,2)
         why = 'unbalanced or misplaced brackets' if isinstance(exc, RecursionError) else str(exc)
-        raise ConfigError(f'--cfg-options: cannot parse value {text!r}: {why}. Values are numbers, true/false, '
-                          'None, strings, [a,b] lists or (a,b) tuples; quote them without spaces, e.g. '
+        raise ConfigError(f'--cfg-options: cannot parse value {shorten(text)!r}: {why}. Values are numbers, '
+                          'true/false, None, strings, [a,b] lists or (a,b) tuples; quote them without spaces, e.g. '
                           'key="[1,2]".') from exc
 
 
@@ -56,8 +57,11 @@ def parse_cfg_options(options: Iterable[str] | Mapping[str, Any] | None) -> dict
                               '--cfg-options model.head.num_classes=10 train_cfg.max_iters=100')
         key, value = item.split('=', 1)
         key = key.strip()
+        if key.count('.') >= MAX_KEY_PARTS:
+            raise ConfigError(f'--cfg-options: the key {shorten(key, 60)!r} has {key.count(".") + 1} dotted parts; '
+                              f'at most {MAX_KEY_PARTS} are accepted.')
         if not _KEY.match(key):
-            raise ConfigError(f'--cfg-options: {key!r} is not a valid key. Keys are dotted names such as '
+            raise ConfigError(f'--cfg-options: {shorten(key)!r} is not a valid key. Keys are dotted names such as '
                               "model.backbone.pretrained or list.0.type ('+' in front adds a new key).")
         parsed[key] = parse_value(value)
     return parsed
@@ -77,9 +81,9 @@ def _check_path(cfg: Config, key: str) -> None:
                 return
             keys = sorted(str(k) for k in node)
             listed = ', '.join(keys[:20]) + (' ...' if len(keys) > 20 else '')
-            raise ConfigError(f"--cfg-options: the config has no key {'.'.join(parts)!r}."
-                              f'{did_you_mean(part, keys)} Keys at {where}: {listed or "(none)"}. To add a new '
-                              f"key on purpose, write +{'.'.join(parts)}=VALUE.")
+            raise ConfigError(f"--cfg-options: the config has no key {shorten('.'.join(parts))!r}."
+                              f'{did_you_mean(part, keys)} Keys at {shorten(where)}: {listed or "(none)"}. To add a '
+                              f"new key on purpose, write +{shorten('.'.join(parts))}=VALUE.")
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(f'--cfg-options: {where!r} is a list of {len(node)} items; {part!r} is not an '
@@ -151,6 +155,7 @@ def load_config(config: str | os.PathLike | Config | Mapping,
         except Exception as exc:  # noqa: BLE001 - a config is user code; report its error in one line
             raise ConfigError(f'Config {path!r} failed to load: {type(exc).__name__}: {exc}') from exc
     apply_cfg_options(cfg, cfg_options)
+    check_type_names(cfg._cfg_dict)  # a module path is never imported, not even by mmengine's own registries
     if not cfg.get('default_scope'):
         cfg.default_scope = SCOPE
     return cfg

@@ -53,7 +53,9 @@ def init_model(config: Any, checkpoint: str | None = None, device: str = 'cpu',
     from registry import MODELS, SCOPE
     from zoo.models.contract import Preprocessing
     from zoo.models.weights import load_model_weights
+    from zoo.ops.modules import check_device
 
+    check_device(device)
     cfg = load_config(config, cfg_options)
     build = inference_model_config(cfg.model, checkpoint is not None)
     with DefaultScope.overwrite_default_scope(SCOPE):

@@ -18,11 +18,12 @@ Example::
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from registry.errors import ConfigError
-from zoo.core.fileio import write_json
+from zoo.core.fileio import check_can_write, write_json
 
 from ._runner import build_runner, component_errors, prepare_runtime
 from .config import load_config
@@ -61,8 +62,15 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
     if explain_metrics and not explainers:
         raise ConfigError('explain_metrics were given without explainers: name the explainers to score, e.g. '
                           "--explainers gradcam,eigencam.")
+    _check_names(explainers, explain_metrics)
     add_explanation_quality(cfg, explainers, explain_metrics, explain_subset, explain_dir, explain_options)
     prepare_runtime(cfg, work_dir, config, launcher)
+    # results that cannot be written would be lost after the whole evaluation: check the places first
+    check_can_write(cfg.work_dir, 'folder', '--work-dir')
+    if out:
+        check_can_write(out, 'file', '--out')
+    if explainers:
+        check_can_write(explain_dir or os.path.join(cfg.work_dir, 'explain'), 'folder', '--explain-dir')
     runner = build_runner(cfg)
     meta = load_model_weights(unwrap(runner.model), checkpoint, trust_pickle=True)
     names = (meta.get('dataset_meta') or {}).get('classes')
@@ -114,6 +122,19 @@ def per_image_values(runner: Any) -> dict[str, dict[str, Any]]:
                         higher_is_better=per_metric[mname]['higher_is_better'],
                         conventions=per_metric[mname].get('conventions'))
     return out
+
+
+def _check_names(explainers: Sequence[Any] | None, metrics: Sequence[Any] | None) -> None:
+    """Resolve explainer and metric names before any data is loaded (registered names and aliases only)."""
+    from zoo.explainers import explainer_class
+    from zoo.metrics import resolve_metric_name
+
+    for name in explainers or ():
+        if isinstance(name, str):
+            explainer_class(name)
+    for name in metrics or ():
+        if isinstance(name, str):
+            resolve_metric_name(name)
 
 
 _LAST_FILES: dict[str, str] = {}

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from registry.errors import CheckpointError, ConfigError
-from zoo.core.checkpoints import find_resume_checkpoint, is_complete_checkpoint
+from zoo.core.checkpoints import check_work_dir, find_resume_checkpoint, is_complete_checkpoint
 from zoo.core.fileio import WorkDirLock
 
 from ._runner import build_runner, build_training, prepare_runtime, prepare_training
@@ -33,6 +33,7 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
         launcher: ``'none'`` or ``'pytorch'`` (under ``torchrun``).
     """
     cfg = load_config(config, cfg_options)
+    add_nonfinite_loss_hook(cfg)
     prepare_runtime(cfg, work_dir, config, launcher)
     if amp:
         import torch
@@ -47,6 +48,7 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
     if lock is not None:
         lock.acquire()
     try:
+        check_work_dir(cfg.work_dir)
         note = _resolve_resume(cfg, resume)
         runner = build_runner(cfg)
         build_training(runner)
@@ -62,6 +64,15 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
     return runner
 
 
+def add_nonfinite_loss_hook(cfg: Any) -> None:
+    """Stop on a NaN/Inf loss (``default_hooks.nonfinite_loss``, see :mod:`zoo.engine.nonfinite`) unless the config
+    sets that hook itself or switches it off with ``None`` (``prepare_runtime`` then drops the entry)."""
+    hooks = dict(cfg.get('default_hooks') or {})
+    if 'nonfinite_loss' not in hooks:
+        hooks['nonfinite_loss'] = dict(type='NonFiniteLossHook')
+        cfg.default_hooks = hooks
+
+
 def _resolve_resume(cfg: Any, resume: str | None) -> str:
     """Set ``cfg.resume``/``cfg.load_from`` for ``--resume``; return a note for the log ('' if none).
 
@@ -75,6 +86,9 @@ def _resolve_resume(cfg: Any, resume: str | None) -> str:
         cfg.resume, cfg.load_from = path is not None, path
         return note
     if resume:
+        if os.path.isdir(resume):
+            raise CheckpointError(f'--resume {resume!r} is a folder; pass a checkpoint file (epoch_N.pth / '
+                                  'iter_N.pth), or --resume auto to take the newest one of the work_dir.')
         if not os.path.isfile(resume):
             raise CheckpointError(f'--resume {resume!r}: no such checkpoint file. Use --resume (or --resume auto) '
                                   "to continue from the newest checkpoint in the work_dir.")

@@ -66,6 +66,30 @@ def step_of(path: str | os.PathLike) -> tuple[str, int] | None:
     return (m['kind'], int(m['step'])) if m else None
 
 
+def check_work_dir(work_dir: str | os.PathLike) -> None:
+    """Refuse a work dir where a checkpoint could not be written: a folder named like a checkpoint
+    (``epoch_2.pth/``) or like the ``last_checkpoint`` pointer. Checked before training, not after an epoch.
+
+    Example:
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> os.mkdir(os.path.join(folder, 'epoch_2.pth'))
+        >>> try:
+        ...     check_work_dir(folder)
+        ... except CheckpointError as exc:
+        ...     print(str(exc).split(';')[0][-42:])
+        epoch_2.pth' is a folder, not a checkpoint
+    """
+    work_dir = os.fspath(work_dir)
+    if not os.path.isdir(work_dir):
+        return
+    for name in sorted(os.listdir(work_dir)):
+        path = os.path.join(work_dir, name)
+        if (step_of(name) is not None or name == 'last_checkpoint') and os.path.isdir(path):
+            raise CheckpointError(f'{path!r} is a folder, not a checkpoint; training would fail when it writes that '
+                                  'file. Move the folder away or choose another --work-dir.')
+
+
 def find_resume_checkpoint(work_dir: str | os.PathLike) -> tuple[str | None, str]:
     """The checkpoint ``--resume auto`` continues from, and a note when it is not the one ``last_checkpoint`` names.
 

@@ -63,7 +63,8 @@ def _disk_error(exc: OSError, path: str) -> Exception:
     why = reasons.get(exc.errno)
     if why is None:
         return exc
-    return ResourceError(f'Cannot write {path!r}: {why} ({exc.strerror}). Free space or choose another location '
+    advice = 'Free space or choose' if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 'Choose'
+    return ResourceError(f'Cannot write {path!r}: {why} ({exc.strerror}). {advice} another location '
                          '(e.g. --work-dir / --out).')
 
 
@@ -92,6 +93,47 @@ def check_writable(folder: str | os.PathLike) -> str:
         with contextlib.suppress(OSError):
             os.remove(probe)
     return folder
+
+
+def check_can_write(path: str | os.PathLike, kind: str = 'folder', flag: str = '--out') -> str:
+    """Check, before long work, that ``path`` can be written later — a ``'folder'`` (created then) or a ``'file'``
+    — **without creating anything**: a file where a folder goes (or the reverse), a read-only or full disk, a
+    missing permission are one-line :class:`ResourceError` naming ``flag``. Returns ``path``.
+
+    Example:
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> check_can_write(os.path.join(folder, 'new', 'out'), 'folder') == os.path.join(folder, 'new', 'out')
+        True
+        >>> os.listdir(folder)
+        []
+    """
+    path = os.fspath(path)
+    if not path:
+        raise ResourceError(f'{flag} is empty; pass a path.')
+    full = os.path.abspath(os.path.expanduser(path))
+    if kind == 'folder' and os.path.exists(full) and not os.path.isdir(full):
+        raise ResourceError(f'{flag} {path!r} is a file, not a folder; choose a folder path.')
+    if kind == 'file' and os.path.isdir(full):
+        raise ResourceError(f'{flag} {path!r} is a folder; pass a file path (e.g. {os.path.join(path, "out.json")}).')
+    existing = full if kind == 'folder' and os.path.isdir(full) else os.path.dirname(full)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ResourceError(f'{flag} {path!r}: {existing!r} is a file, so no folder can be made under it.')
+    probe = os.path.join(existing, f'.xzoo-write-test{PARTIAL}{os.getpid()}')
+    try:
+        with open(probe, 'wb') as fh:
+            fh.write(b'0')
+    except OSError as exc:
+        err = _disk_error(exc, existing)
+        why = str(err) if isinstance(err, ResourceError) else \
+            f'no file can be created in {existing!r} ({exc.strerror}).'
+        raise ResourceError(f'{flag} {path!r}: {why}') from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(probe)
+    return path
 
 
 @contextlib.contextmanager

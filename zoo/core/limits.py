@@ -35,6 +35,12 @@ MAX_IMAGE_SIDE = 8192
 MAX_PARAMS = 4_000_000_000
 """Parameters of a model built from an untrusted config without a weights file to compare against."""
 MAX_STRING = 4096
+MAX_EXPLAINER_INT = 65_536
+"""Any integer of an untrusted ``explainer.kwargs`` (RISE's ``n_masks`` …): explaining must not become a DoS."""
+MAX_BATCH = 1024
+"""``batch_size`` of an untrusted ``explainer.kwargs`` and of the tools' ``--batch-size``."""
+MAX_KEY_PARTS = 64
+"""Dotted parts of one ``--cfg-options`` key (real keys have fewer than 10)."""
 
 
 def json_depth(obj: Any) -> int:

@@ -38,6 +38,9 @@ def read_rgb(path: str) -> np.ndarray:
             return np.array(im, dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
     except FileNotFoundError as exc:
         raise DataError(f'Image file {path!r} does not exist (listed by the dataset annotations).') from exc
+    except Image.DecompressionBombError as exc:  # refused from the header, before any pixel is decoded
+        raise DataError(f'Cannot read image {path!r}: {exc} PIL refuses images this large '
+                        '(PIL.Image.MAX_IMAGE_PIXELS); shrink it, or raise that limit if you trust the file.') from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f'Cannot read image {path!r} ({type(exc).__name__}: {exc}). The file is truncated or '
                         'not an image: replace it or remove it from the dataset.') from exc
@@ -50,7 +53,7 @@ def read_mask(path: str, threshold: int = 128) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert('L')) >= threshold
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:
         raise DataError(f'Cannot read mask {path!r} ({type(exc).__name__}: {exc}).') from exc
 
 

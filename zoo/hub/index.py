@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.errors import ConfigError, UnknownTypeError, did_you_mean, shorten
+from registry.errors import ConfigError, SecurityError, UnknownTypeError, did_you_mean, shorten
 from zoo.core.limits import WEIGHTS_NAME, read_json
 
 INDEX_FORMAT_VERSION = 1
@@ -40,6 +40,7 @@ _STATUSES = ('published', 'unpublished')
 _SHA256 = re.compile(r'^[0-9a-f]{64}$')
 _COMMIT = re.compile(r'^[0-9a-f]{40}$')
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
+_REPO_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$')
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,17 @@ class ZooEntry:
         if config is None and not item.get('hf_hub'):
             raise ConfigError(f'{where}: needs a "config" (path of an xzoo config.json) or an "hf_hub" repo '
                                 'holding one.')
-        if config is not None:
-            config = os.path.normpath(os.path.join(os.path.dirname(index), config))
+        if config is not None:  # an index is untrusted: its configs lie in its own folder
+            folder = os.path.dirname(os.path.abspath(index))
+            path = os.path.normpath(os.path.join(folder, config)) if isinstance(config, str) else ''
+            if not path or os.path.isabs(config) or os.path.commonpath([folder, os.path.realpath(path)]) != \
+                    os.path.realpath(folder):
+                raise SecurityError(f'{where}: "config" must be a path inside the index\'s folder, got '
+                                    f'{shorten(repr(config))}; an index never names files outside its folder.')
+            config = path
+        hub = item.get('hf_hub')
+        if hub is not None and not (isinstance(hub, str) and _REPO_ID.match(hub)):
+            raise ConfigError(f'{where}: "hf_hub" must be a Hub repo id ORG/NAME, got {shorten(repr(hub))}.')
         return cls(name=name, index=index, config=config, hf_hub=item.get('hf_hub'), revision=revision,
                    sha256=sha, status=status, description=item.get('description', ''), note=item.get('note', ''),
                    recipe=item.get('recipe'), method=item.get('method'), dataset=dict(item.get('dataset') or {}),

@@ -12,7 +12,8 @@ Every metric is built from a config dict and called the same way::
   ``'zeros'`` are therefore zeros *in normalised space* (RISE's convention: the normalisation mean colour).
 * ``maps``: saliency ``[B, h, w]``; resized bilinearly (half-pixel centres) to ``H × W`` when ``h, w`` differ.
 * ``targets``: ground-truth classes (int or ``[B]``); used when ``scored_class='target'`` and to group
-  per-class averages. ``masks`` (bool ``[B, H, W]``) and ``boxes`` (``[B, 4]`` x1, y1, x2, y2 in pixels, x2/y2
+  per-class averages. ``masks`` (bool ``[B, H, W]``; integer masks count where non-zero, float masks in [0, 1] where
+  >= 0.5, see :func:`as_bool_masks`) and ``boxes`` (``[B, 4]`` x1, y1, x2, y2 in pixels, x2/y2
   exclusive edges) describe the object; an empty mask or a box without area means "no object".
 
 A metric states its conventions as constructor fields; :meth:`ExplanationMetric.conventions` lists them and
@@ -142,6 +143,28 @@ def tight_boxes(masks: Tensor) -> Tensor:
     return torch.where(masks.flatten(1).any(1)[:, None], out, torch.zeros_like(out))
 
 
+def as_bool_masks(masks: Any, metric: str) -> Tensor:
+    """Object masks as bool: bool masks as they are, integer masks where non-zero (0/1 or 0/255), float masks in
+    ``[0, 1]`` where ``>= 0.5`` (a soft mask is thresholded, never read as "non-zero"); other floats are an error.
+
+    Example:
+        >>> as_bool_masks(torch.tensor([[0.1, 0.6], [0.0, 1.0]]), 'PointingGame').tolist()
+        [[False, True], [False, True]]
+    """
+    masks = torch.as_tensor(masks)
+    if masks.dtype == torch.bool:
+        return masks
+    if masks.is_floating_point():
+        if masks.numel() and not bool(((masks >= 0) & (masks <= 1)).all()):
+            lo, hi = float(masks.nan_to_num(0).min()), float(masks.nan_to_num(0).max())
+            raise DataError(f'{metric}: float masks must hold values in [0, 1] (thresholded at 0.5), got values in '
+                            f'[{lo:g}, {hi:g}] (or NaN). Pass bool masks, or scale them to [0, 1].')
+        return masks >= 0.5
+    if masks.is_complex():
+        raise DataError(f'{metric}: masks must be bool, integer or float, got {masks.dtype}.')
+    return masks != 0
+
+
 def object_regions(region: str, size: tuple[int, int], masks: Tensor | None, boxes: Tensor | None,
                    metric: str) -> Tensor:
     """Bool ``[B, H, W]`` object regions from masks (``region='mask'``) or boxes (``region='box'``).
@@ -153,18 +176,18 @@ def object_regions(region: str, size: tuple[int, int], masks: Tensor | None, box
         if masks is None:
             raise ConfigError(f"{metric} with region='mask' needs masks (bool [B, H, W]); none were given. Pass "
                               "masks, or set region='box' and pass boxes.")
-        masks = torch.as_tensor(masks)
+        masks = as_bool_masks(masks, metric)
         if masks.ndim == 2:
             masks = masks[None]
         if tuple(masks.shape[-2:]) != tuple(size):
             raise DataError(f'{metric}: masks are {tuple(masks.shape[-2:])} but the images are {tuple(size)}; '
                             'masks must be at the image resolution.')
-        return masks.bool()
+        return masks
     if region == 'box':
         if boxes is None:
             if masks is None:
                 raise ConfigError(f"{metric} with region='box' needs boxes ([B, 4] x1, y1, x2, y2) or masks.")
-            return box_masks(tight_boxes(torch.as_tensor(masks).bool()), size)
+            return box_masks(tight_boxes(as_bool_masks(masks, metric)), size)
         boxes = torch.as_tensor(boxes).float().reshape(-1, 4)
         return box_masks(torch.nan_to_num(boxes, nan=0.0), size)
     raise ConfigError(f"{metric}: region must be 'mask' or 'box', got {region!r}.")
@@ -221,6 +244,9 @@ class ExplanationMetric:
         maps = torch.as_tensor(maps)
         if maps.ndim == 4 and maps.shape[1] == 1:
             maps = maps[:, 0]
+        if images.shape[0] == 0:
+            raise DataError(f'{type(self).__name__}: the batch is empty (images of shape {tuple(images.shape)}); pass '
+                            'at least one image.')
         if maps.ndim != 3 or maps.shape[0] != images.shape[0]:
             raise DataError(f'{type(self).__name__}: maps must be [B, h, w] with B = {images.shape[0]} (one map per '
                             f'image), got shape {tuple(maps.shape)}.')

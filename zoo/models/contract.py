@@ -298,6 +298,9 @@ class ZooModel:
     def prepare(self, images: Any) -> Tensor:
         """Normalised float ``[B, 3, H, W]`` on the model's device from what people have: image files, PIL
         images, uint8 tensors/arrays (pixels) or float tensors (already normalised)."""
+        from zoo.ops.modules import model_device
+
+        model_device(self)  # a model on the 'meta' device cannot compute: one-line error
         if isinstance(images, Tensor):
             x = images[None] if images.ndim == 3 else images
             if x.ndim != 4:
@@ -406,8 +409,11 @@ class ZooModel:
         Reads JSON and safetensors only (a pickle only with ``trust_pickle=True``); see
         :func:`zoo.models.serialization.load_model`. Names (zoo entries, ``hf-hub:``) go through ``zoo.load``.
         """
+        from zoo.ops.modules import check_device
+
         from .serialization import load_model
 
+        check_device(device)
         model = load_model(folder, weights=weights, pretrained=pretrained, source=source, sha256=sha256,
                            trust_pickle=trust_pickle, config_path=config_path, confined=confined)
         if cls is not ZooModel and not isinstance(model, cls):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from registry.errors import ConfigError
+from zoo.core.limits import MAX_IMAGE_SIDE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,6 +100,14 @@ class Preprocessing:
     crop_mode: str = 'center'
     resize: int | tuple[int, int] | None = None
     pipeline: tuple[dict[str, Any], ...] = field(default=(), compare=True)
+
+    def __post_init__(self) -> None:
+        mean, std = tuple(self.mean), tuple(self.std)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                      for v in mean + std)
+        if not numbers or len(mean) != len(std) or not mean or min(std) <= 0:
+            raise ConfigError(f'Preprocessing needs finite mean and positive std of one length, got mean={mean!r}, '
+                              f'std={std!r}; a zero std would divide every image by zero.')
 
     # --- constructors ---------------------------------------------------------------------------------------
     @classmethod
@@ -202,8 +212,8 @@ class Preprocessing:
     def with_size(self, size: int | Sequence[int]) -> Preprocessing:
         """The same normalisation at another input size: resize the shorter side, centre-crop to ``size``."""
         hw = _pair(size)
-        if hw is None or min(hw) < 1:
-            raise ConfigError(f'An input size must be positive, got {size!r}.')
+        if hw is None or min(hw) < 1 or max(hw) > MAX_IMAGE_SIDE:
+            raise ConfigError(f'An input size must be between 1 and {MAX_IMAGE_SIDE} px, got {size!r}.')
         return replace(self, input_size=(self.input_size[0], *hw), crop_pct=1.0, resize=min(hw), pipeline=(),
                        crop_mode='center')
 

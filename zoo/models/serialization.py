@@ -13,7 +13,9 @@ Reading (:func:`load_model`, what ``ZooModel.from_pretrained`` and ``zoo.load`` 
 - the weights file must be ``model.safetensors`` inside the folder (a symlink out of it is refused; a pickle only
   with ``trust_pickle=True``); its header is read first and compared with the architecture built on the ``meta``
   device, so a config that does not fit its weights fails before anything is allocated;
-- tensors must be finite, of a floating dtype where the model has floats, and loaded strictly.
+- tensors must be finite, of a floating dtype where the model has floats, and loaded strictly;
+- building and loading run under :func:`zoo.core.netguard.no_network`: a component that tried to reach the network
+  anyway would make the load fail.
 
 Example:
     >>> import tempfile, torch
@@ -46,12 +48,15 @@ from zoo.core.limits import (
     CONFIG_NAME,
     FORMAT,
     FORMAT_VERSION,
+    MAX_BATCH,
     MAX_CLASSES,
+    MAX_EXPLAINER_INT,
     MAX_IMAGE_SIDE,
     MAX_PARAMS,
     WEIGHTS_NAME,
     read_json,
 )
+from zoo.core.netguard import no_network
 
 from .weights import (
     check_state_dict_fits,
@@ -136,7 +141,7 @@ def check_preprocessing(cls: type, data: Any, source: str) -> Any:
 
     for i, step in enumerate(steps):
         kind = step.get('type') if isinstance(step, Mapping) else None
-        if kind not in _TEST_TRANSFORMS:
+        if not isinstance(kind, str) or kind not in _TEST_TRANSFORMS:
             raise SecurityError(f'{source}: preprocessing.pipeline[{i}].type = {shorten(repr(kind))}; a config.json '
                                 f'pipeline may hold only {", ".join(sorted(_TEST_TRANSFORMS))}. Refused.')
         check_component(step, TRANSFORMS, f'preprocessing.pipeline[{i}]', untrusted=True, source=f'{source}: ')
@@ -179,6 +184,10 @@ def _check_explainer(explainer: Any, source: str) -> None:
         raise SecurityError(f'{source}: explainer.kwargs.{shorten(unknown[0], 60)} is not an argument of '
                             f'{cls.__name__}; refused.')
     _check_plain_tree(dict(kwargs), 'explainer.kwargs', f'{source}: ')
+    for key, value in kwargs.items():  # explaining must stay cheap: masks, batches and steps are capped lower
+        cap = MAX_BATCH if key == 'batch_size' else MAX_EXPLAINER_INT
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > cap:
+            raise SecurityError(f'{source}: explainer.kwargs.{key} = {value} is larger than {cap:,}; refused.')
     layer = explainer.get('target_layer')
     if layer is not None and (not isinstance(layer, str) or len(layer) > 512):
         raise ConfigError(f'{source}: explainer.target_layer must be a dotted module name.')
@@ -337,11 +346,12 @@ def load_model(folder: str | os.PathLike, weights: str | os.PathLike | None = No
                                   'you made this file yourself.')
         verify_sha256(weights, sha256, label)
         header = safetensors_header(weights) if weights.endswith('.safetensors') else None
-    model = build_from_config(config, f'{label} ({CONFIG_NAME})', header, weights or 'the weights')
     files: dict[str, Any] = {'config': config_path}
-    if weights is not None:
-        load_model_weights(model, weights, trust_pickle=trust_pickle)
-        files.update(weights=weights, sha256=sha256)
+    with no_network(label):  # the checks above make a build need no network; this makes sure of it
+        model = build_from_config(config, f'{label} ({CONFIG_NAME})', header, weights or 'the weights')
+        if weights is not None:
+            load_model_weights(model, weights, trust_pickle=trust_pickle)
+            files.update(weights=weights, sha256=sha256)
     model._set_pretrained_source(label, files, config)
     return model.eval()
 

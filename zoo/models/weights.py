@@ -108,7 +108,34 @@ def safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f'{path!r} is not a valid safetensors file ({str(exc)[:120]}); it may be truncated or '
                               'corrupt: download or export it again.') from None
     header.pop('__metadata__', None)
+    _check_offsets(header, os.path.getsize(path) - 8 - length, path)
     return header
+
+
+_ITEMSIZE = {'F64': 8, 'F32': 4, 'F16': 2, 'BF16': 2, 'I64': 8, 'I32': 4, 'I16': 2, 'I8': 1, 'U64': 8, 'U32': 4,
+             'U16': 2, 'U8': 1, 'BOOL': 1, 'F8_E4M3': 1, 'F8_E5M2': 1}
+
+
+def _check_offsets(header: dict[str, Any], data_size: int, path: str) -> None:
+    """Every tensor's bytes lie inside the file and match its shape and dtype: a header cannot claim tensors larger
+    than the file (a model built to fit the header is then never larger than the weights file)."""
+    for name, entry in header.items():
+        shape = entry.get('shape') if isinstance(entry, dict) else None
+        offsets = entry.get('data_offsets') if isinstance(entry, dict) else None
+        dtype = entry.get('dtype') if isinstance(entry, dict) else None
+        size = _ITEMSIZE.get(dtype) if isinstance(dtype, str) else None
+        ok = (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+              and isinstance(offsets, list) and len(offsets) == 2
+              and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets) and size is not None)
+        if ok:
+            numel = 1
+            for d in shape:
+                numel *= d
+            ok = 0 <= offsets[0] <= offsets[1] <= data_size and offsets[1] - offsets[0] == numel * size
+        if not ok:
+            raise CheckpointError(f'{path!r} is not a valid safetensors file (the header entry of '
+                                  f'{str(name)[:80]!r}: dtype, shape or byte offsets do not fit the file); it may be '
+                                  'truncated or corrupt (or crafted): download or export it again.')
 
 
 def load_trusted_local(filename: str, map_location: Any = None) -> Any:

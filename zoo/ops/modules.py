@@ -20,11 +20,49 @@ from registry.errors import ConfigError, XZooError
 
 
 def model_device(model: nn.Module | None, default: torch.device | str = 'cpu') -> torch.device:
-    """The device of the model's first parameter or buffer (``default`` for a model with neither)."""
+    """The device of the model's first parameter or buffer (``default`` for a model with neither), where the model
+    will compute: a model on the ``meta`` device (no data) is a :class:`ConfigError`."""
     if model is not None:
         for t in (*model.parameters(), *model.buffers()):
+            if t.device.type == 'meta':
+                raise ConfigError("The model is on the 'meta' device: its tensors hold no data, so it cannot "
+                                  "compute. Load its weights first (model.to_empty(device='cpu') then "
+                                  'load_state_dict, or zoo.load / init_model).')
             return t.device
     return torch.device(default)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` if models can run there on this machine; else a one-line
+    :class:`ConfigError` (not a torch device, ``meta``, a CUDA device this machine lacks, no MPS).
+
+    Example:
+        >>> check_device('cpu')
+        device(type='cpu')
+        >>> try:
+        ...     check_device('meta')
+        ... except ConfigError as exc:
+        ...     print(str(exc)[:44])
+        --device 'meta' holds no data: a model there
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"--device {str(device)[:80]!r} is not a torch device; use 'cpu', 'cuda', 'cuda:N' or "
+                          "'mps'.") from None
+    if dev.type == 'meta':
+        raise ConfigError("--device 'meta' holds no data: a model there cannot compute. Use 'cpu' or 'cuda'.")
+    if dev.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f'--device {str(device)!r}: this machine has no usable CUDA GPU '
+                              '(torch.cuda.is_available() is False). Use --device cpu.')
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f'--device {str(device)!r}: this machine has {count} CUDA device(s), cuda:0 to '
+                              f'cuda:{count - 1}.')
+    if dev.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        raise ConfigError(f'--device {str(device)!r}: MPS is not available on this machine. Use --device cpu.')
+    return dev
 
 
 @contextmanager

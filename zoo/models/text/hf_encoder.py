@@ -60,6 +60,8 @@ class HFTextEncoder(TextEncoder):
     """
 
     causal = False
+    loads_external_files = True
+    """Built from a Hub id or a folder outside any export: never built from an untrusted config.json."""
 
     def __init__(self, model_name: str = 'all-MiniLM-L6-v2', frozen: bool = True, pooling: str = 'auto') -> None:
         super().__init__(frozen=frozen)
