@@ -22,15 +22,15 @@ model = dict(
     contrastive=dict(captions=lit_captions, positives='class'),
 )
 
-train_dataloader = dict(batch_size=32, dataset=dict(num_samples=6144))
+train_dataloader = dict(batch_size=32, dataset=dict(num_samples=3072))   # 96 steps
 
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=1, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=1, max_keep_ckpts=1))

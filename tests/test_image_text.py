@@ -294,7 +294,8 @@ def test_untrusted_export_cannot_name_files_or_remote_towers(tiny_clip, tmp_path
     assert 'pretrained' in attempt(lambda a: a['image_text'].update(pretrained='openai'), SecurityError)
     assert 'fetch' in attempt(lambda a: a['image_text'].update(model_name='hf-hub:evil/clip'), SecurityError)
     text_cfg = {'hf_model_name': 'bert-base-uncased', 'hf_proj_type': 'linear'}
-    tower = dict(embed_dim=48, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=16), text_cfg=text_cfg)
+    tower = dict(embed_dim=48, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=16, head_width=16),
+                 text_cfg=text_cfg)
     msg = attempt(lambda a: a['image_text'].update(model_name=None, model_cfg=tower), ConfigError)
     assert "not one xzoo builds offline" in msg and 'all-MiniLM-L6-v2' in msg
 
@@ -401,6 +402,30 @@ def test_text_encoder_adapter_matches_encode_text(tiny_clip):
     assert not any(n.startswith('tower') for n, _ in enc.named_parameters())  # shared, not copied
 
 
+def test_explain_images_draws_native_explanations(tiny_clip, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from zoo.apis.explaining import explain_images
+
+    model = MODELS.build(dict(type='DescriptorClassifier', image_text=tiny_image_text(tiny_clip), descriptors=TABLE))
+    rng = np.random.default_rng(0)
+    for name in ('a', 'b', 'c'):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f'{name}.png')
+    res = explain_images(model, [tmp_path], methods=['native', 'gradcam'], out_dir=tmp_path / 'out', batch_size=2,
+                         target='dog', progress=False)
+    names = sorted(p.name for p in res.files)
+    assert names == ['a_descriptors.png', 'a_gradcam.png', 'b_descriptors.png', 'b_gradcam.png',
+                     'c_descriptors.png', 'c_gradcam.png', 'grid.png', 'native.json']
+    assert [r['class'] for r in res.native_records] == ['dog'] * 3 and len(res.native) == 2  # two batches
+    assert set(res.maps) == {'gradcam'}
+    plain = MODELS.build(dict(type='ImageClassifier', backbone=dict(type='TimmBackbone', model_name='test_resnet'),
+                              head=dict(type='LinearClsHead', num_classes=2)))
+    with pytest.raises(ConfigError, match='has no explanation of its own') as info:
+        explain_images(plain, [tmp_path], methods=['native'], progress=False)
+    one_line(info.value)
+
+
 # --- bad input ---------------------------------------------------------------------------------------------------
 def test_bad_input_is_one_line(tiny_clip, tmp_path):
     it = tiny_image_text(tiny_clip)
@@ -427,7 +452,7 @@ def test_bad_input_is_one_line(tiny_clip, tmp_path):
 
 
 def test_mismatched_embedding_widths_are_one_line(tiny_clip, tmp_path):
-    minilm = dict(embed_dim=256, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=16),
+    minilm = dict(embed_dim=256, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=16, head_width=16),
                   text_cfg=dict(hf_model_name='all-MiniLM-L6-v2', hf_proj_type=None, hf_pooler_type='mean_pooler'))
     with pytest.raises(ConfigError) as info:
         ImageTextModel(model_cfg=minilm)

@@ -320,12 +320,12 @@ class ImageTextClassifier(ZooModel, BaseModel):
         starts = torch.cumsum(counts, 0) - counts
         lab = labels.cpu()
         pick = starts[lab] + (torch.rand(len(lab)) * counts[lab]).long().clamp(max=counts[lab] - 1)
+        image = self.image_text.encode_image(inputs, normalize=True)
         if emb is None:
             text = self.image_text.encode_text([texts[i] for i in pick.tolist()], normalize=True)
             self.invalidate_text_embeddings()  # the text tower is trained: cached class embeddings go stale
         else:
-            text = emb[pick.to(emb.device)]
-        image = self.image_text.encode_image(inputs, normalize=True)
+            text = emb[pick.to(emb.device)].to(image.device)
         logits = self.logit_scale * image @ text.to(image.dtype).T
         bias = self.image_text.logit_bias
         if bias is not None:

@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -200,13 +201,19 @@ class DescriptorClassifier(ImageTextClassifier):
 
         if kwargs:
             raise ConfigError(f'The descriptor explanation takes targets and top_k, not {", ".join(kwargs)}.')
-        x = self.prepare(images)
+        pixels = images if isinstance(images, Tensor) and not images.is_floating_point() else None
+        if pixels is None and (isinstance(images, (str, os.PathLike)) or hasattr(images, 'convert') or (
+                isinstance(images, Sequence) and images and not isinstance(images[0], Tensor))):
+            pixels = self.load_images(images)            # files / PIL images: keep the pixels for the figures
+        x = self.prepare(images if pixels is None else pixels)
         with torch.no_grad(), model_state(self, eval_mode=True, freeze=False):
             emb = self.image_text.encode_image(x, normalize=True)
             sims = self.descriptor_similarities(emb).float()
-            probs = self.logits(x).float().softmax(-1)
+            scores = self.class_scores(emb).float()
+            logits = self.logit_scale.float() * scores
+            bias = self.image_text.logit_bias
+            probs = (logits if bias is None else logits + bias.float()).softmax(-1)
         idx, mask = self._class_index(sims.device)
-        scores = self.class_scores(emb).float()
         chosen = targets_or_predicted(self.resolve_targets(targets), scores)
         names, texts = self.class_names, self.texts()
         records = []
@@ -221,7 +228,6 @@ class DescriptorClassifier(ImageTextClassifier):
                             'aggregation': self.aggregation,
                             'predicted': {'class': names[top], 'class_index': top, 'probability': float(probs[i, top])},
                             'descriptors': items[:top_k] if top_k else items})
-        pixels = images if isinstance(images, Tensor) and not images.is_floating_point() else None
         return DescriptorExplanation(kind='descriptors', predicted=chosen.tolist(), records=records, maps=None,
                                      images=None if pixels is None else pixels.reshape(-1, *pixels.shape[-3:]).cpu())
 

@@ -26,7 +26,7 @@ Example:
     ...     text_cfg=dict(context_length=16, width=32, heads=2, layers=1))))
     >>> m.encode_image(torch.zeros(2, 3, 32, 32)).shape, m.encode_text(['a photo of a cat']).shape
     (torch.Size([2, 32]), torch.Size([1, 32]))
-    >>> round(float(m.logit_scale), 2), m.default_target_layer
+    >>> round(m.logit_scale.item(), 2), m.default_target_layer
     (14.29, 'clip.visual.transformer.resblocks.0.ln_1')
 """
 from __future__ import annotations
@@ -111,7 +111,7 @@ class ImageTextModel(nn.Module):
                 raise ConfigError("pretrained['image'] as a file needs a timm image tower "
                                   '(vision_cfg.timm_model_name).')
             towers.load_tower_weights(trunk, image_src, 'Image tower')
-        if hub and pretrained not in (None, False):
+        if hub and pretrained is not False:  # an hf-hub: name carries its weights unless told otherwise
             towers.load_clip_weights(self.clip, towers.hub_checkpoint(model_name), trusted=False)
         elif whole:
             path = towers.checkpoint_file(model_name, whole)
