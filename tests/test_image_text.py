@@ -298,6 +298,15 @@ def test_untrusted_export_cannot_name_files_or_remote_towers(tiny_clip, tmp_path
                  text_cfg=text_cfg)
     msg = attempt(lambda a: a['image_text'].update(model_name=None, model_cfg=tower), ConfigError)
     assert "not one xzoo builds offline" in msg and 'all-MiniLM-L6-v2' in msg
+    tiny = open_clip_config(tiny_clip)
+    bpe = json.loads(json.dumps(tiny))
+    bpe['text_cfg']['tokenizer_kwargs'] = {'bpe_path': 'vocab.txt.gz'}  # relative: would read the working dir
+    assert 'bpe_path is refused' in attempt(lambda a: a['image_text'].update(model_name=None, model_cfg=bpe),
+                                            ConfigError)
+    timm_tower = dict(embed_dim=48, vision_cfg=dict(timm_model_name='test_resnet', timm_kwargs={
+        'checkpoint_path': 'weights.pth'}), text_cfg=tiny['text_cfg'])
+    assert 'checkpoint_path is refused' in attempt(
+        lambda a: a['image_text'].update(model_name=None, model_cfg=timm_tower), ConfigError)
 
 
 # --- where weights come from -------------------------------------------------------------------------------------

@@ -75,6 +75,25 @@ def resolve_text_tower(name: str, offline: bool) -> str:
     return os.path.expanduser(name)
 
 
+TOKENIZER_KWARGS = frozenset({'clean', 'strip_sep_token', 'language', 'additional_special_tokens', 'reduction_mask'})
+"""``text_cfg.tokenizer_kwargs`` that are accepted: text handling only, never a file (``bpe_path``, ``vocab_file``)
+or code (``trust_remote_code``)."""
+_LOADING_WORDS = ('pretrained', 'checkpoint', 'cache', 'file', 'path', 'url', 'hub', 'remote', 'token', 'revision')
+
+
+def _check_kwargs(kwargs: Any, where: str, allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments a config passes to timm / a tokenizer, refusing any that would load files or code."""
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f'{where} must be a dict of arguments, got {type(kwargs).__name__}.')
+    for key in kwargs:
+        bad = (key not in allowed) if allowed is not None else any(w in str(key).lower() for w in _LOADING_WORDS)
+        if bad:
+            what = f'accepted: {", ".join(sorted(allowed))}' if allowed is not None else (
+                'it would load files or code; weights come from pretrained')
+            raise ConfigError(f'{where}.{shorten(str(key), 40)} is refused ({what}).')
+    return dict(kwargs)
+
+
 # --- model configs ------------------------------------------------------------------------------------------------
 def _hub_config(repo: str) -> dict[str, Any]:
     from huggingface_hub import hf_hub_download
@@ -181,7 +200,7 @@ def build_clip(cfg: Mapping[str, Any], image_weights: bool, text_weights: bool, 
     cfg.pop('preprocess_cfg', None)
     custom = bool(cfg.pop('custom_text', False))
     vision, text = dict(cfg.pop('vision_cfg')), dict(cfg.pop('text_cfg'))
-    timm_kwargs = vision.pop('timm_kwargs', None)
+    timm_kwargs = _check_kwargs(vision.pop('timm_kwargs', None) or {}, 'vision_cfg.timm_kwargs')
     if vision.get('timm_model_name'):
         name = str(vision['timm_model_name'])
         if name.startswith(('hf-hub:', 'local-dir:')) and offline:
@@ -205,7 +224,7 @@ def build_clip(cfg: Mapping[str, Any], image_weights: bool, text_weights: bool, 
         raise ConfigError(f'open_clip could not build the model config: {type(exc).__name__}: '
                           f'{shorten(str(exc), 200)}') from exc
     if timm_kwargs:
-        _rebuild_trunk(model.visual, vision, dict(timm_kwargs), bool(image_weights))
+        _rebuild_trunk(model.visual, vision, timm_kwargs, bool(image_weights))
     _check_text_width(model, int(kwargs['embed_dim']))
     return model
 
@@ -244,17 +263,18 @@ def build_tokenizer(cfg: Mapping[str, Any], model_name: str | None, offline: boo
 
     text = cfg['text_cfg']
     length = int(text.get('context_length', 77))
+    kwargs = _check_kwargs(text.get('tokenizer_kwargs') or {}, 'text_cfg.tokenizer_kwargs', TOKENIZER_KWARGS)
     name = text.get('hf_tokenizer_name') or (text.get('hf_model_name') if text.get('hf_model_name') else None)
     if name:
         with _quiet_transformers():
             return HFTokenizer(resolve_text_tower(str(name), offline), context_length=length,
-                               tokenizer_mode=text.get('tokenizer_mode'), **dict(text.get('tokenizer_kwargs') or {}))
+                               tokenizer_mode=text.get('tokenizer_mode'), **kwargs)
     if model_name and not model_name.startswith('hf-hub:') and 'siglip' in model_name.lower():
         if offline:
             raise ConfigError(f'{model_name!r} uses a SigLIP tokenizer from the Hugging Face Hub; it cannot be built '
                               'offline.')
         return open_clip.get_tokenizer(model_name)
-    return SimpleTokenizer(context_length=length, **dict(text.get('tokenizer_kwargs') or {}))
+    return SimpleTokenizer(context_length=length, **kwargs)
 
 
 def tokenizer_ids(tokenizer: Any) -> dict[str, int]:
