@@ -44,6 +44,15 @@ def test_recipe_trains_exports_and_loads(tiny_lit):  # noqa: F811
     assert calls == [], 'the loaded model re-embedded its class prompts'
     # only the image tower above blocks.4, its projection and the logit scale were trained
     assert not loaded.image_text.text_trainable
+    # a DescriptorClassifier on the loaded image-text model exports and loads too (class names with '/' included)
+    from registry import MODELS
+
+    described = MODELS.build(dict(type='DescriptorClassifier', image_text=loaded.image_text,
+                                  descriptors='fashion_mnist')).eval()
+    described.save_pretrained(tiny_lit.export.parent / 'described')
+    again = zoo.load(f'local-dir:{tiny_lit.export.parent / "described"}')
+    assert again.class_names[0] == 'T-shirt/top'
+    torch.testing.assert_close(again.classify(pixels), described.classify(pixels), atol=1e-6, rtol=0)
     # the MiniLM tower as a prompt-learning text encoder gives encode_text's features
     enc = loaded.image_text.text_encoder()
     with torch.no_grad():

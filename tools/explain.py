@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     result = explain(args.config, checkpoint, args.images, methods=methods, target=args.target, out_dir=args.out,
                      device=args.device, cfg_options=args.cfg_options, size=size, batch_size=args.batch_size,
                      progress=not args.no_progress)
-    print(f'{len(result.paths)} image(s) x {len(methods)} method(s) -> {len(result.files)} PNG(s) in {args.out}')
+    pngs = sum(p.suffix == '.png' for p in result.files)
+    print(f'{len(result.paths)} image(s) x {len(methods)} method(s) -> {pngs} PNG(s) in {args.out}')
     return 0
 
 

@@ -71,8 +71,8 @@ class DescriptorExplanation(Explanation):
 
         rec = self.records[index]
         items = rec['descriptors']
-        fig = Figure(figsize=(9.0, max(2.6, 0.38 * len(items) + 1.2)), dpi=100)
-        grid = fig.add_gridspec(1, 2, width_ratios=(1, 2.4))
+        fig = Figure(figsize=(9.5, max(3.0, 0.38 * len(items) + 1.2)), dpi=100)
+        grid = fig.add_gridspec(1, 2, width_ratios=(1.3, 2.2))
         ax_img, ax_bar = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
         image = image if image is not None else (None if self.images is None else self.images[index])
         if image is not None:
@@ -82,7 +82,7 @@ class DescriptorExplanation(Explanation):
         pred = rec['predicted']
         ax_img.set_xlabel(f"predicted: {pred['class']} ({pred['probability']:.2f})", fontsize=8)
         sims = [d['similarity'] for d in items][::-1]
-        labels = [shorten(d['descriptor'], 48) for d in items][::-1]
+        labels = [d['descriptor'] if len(d['descriptor']) <= 44 else d['descriptor'][:43] + '…' for d in items][::-1]
         colours = ['tab:green' if s >= rec['score'] else 'tab:gray' for s in sims]
         ax_bar.barh(range(len(sims)), sims, color=colours)
         ax_bar.set_yticks(range(len(sims)), labels, fontsize=8)

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from registry import MODELS
-from registry.errors import ConfigError, shorten
+from registry.errors import ConfigError, did_you_mean, shorten
 
 from ..preprocessing import Preprocessing
 from . import towers
@@ -125,7 +125,7 @@ class ImageTextModel(nn.Module):
             self.clip.visual.requires_grad_(False)
             self._frozen_image = [self.clip.visual]
         elif freeze_image_until:
-            self._frozen_image = towers.freeze_before(self.clip.visual, freeze_image_until)
+            self._frozen_image = freeze_before(self.clip.visual, freeze_image_until)
         if lock_text:
             for p in self.text_parameters():
                 p.requires_grad_(False)
@@ -308,7 +308,7 @@ class ImageTextModel(nn.Module):
         if trunk is not None:
             if self.patch_size is not None:
                 return f'clip.visual.trunk.blocks.{len(trunk.blocks) - 1}.norm1'
-            return f'clip.visual.trunk.{towers.last_map_layer(trunk)}'
+            return f'clip.visual.trunk.{last_map_layer(trunk)}'
         if hasattr(visual, 'transformer'):
             return f'clip.visual.transformer.resblocks.{len(visual.transformer.resblocks) - 1}.ln_1'
         if hasattr(visual, 'layer4'):
@@ -320,3 +320,42 @@ class ImageTextModel(nn.Module):
         name = self.model_name or f"custom(embed_dim={self.embed_dim})"
         return f'{name}, quick_gelu={self.quick_gelu}, lock_text={self.lock_text}'
 
+
+def freeze_before(module: nn.Module, boundary: str) -> list[nn.Module]:
+    """Freeze every submodule of ``module`` registered before ``boundary`` (dotted name); returns them."""
+    names = [n for n, _ in module.named_modules()]
+    if boundary not in names:
+        raise ConfigError(f'freeze_image_until={boundary!r} is not a module of the image tower.'
+                          f'{did_you_mean(boundary, names)}')
+    frozen = []
+    for name, sub in module.named_modules():
+        if name == boundary or name.startswith(boundary + '.'):
+            break
+        if name and not boundary.startswith(name + '.'):
+            frozen.append(sub)
+            for p in sub.parameters(recurse=False):
+                p.requires_grad_(False)
+    return frozen
+
+
+def last_map_layer(trunk: nn.Module) -> str:
+    """Dotted name of the last module of a timm CNN whose output has the shape of ``forward_features``."""
+    records: list[tuple[str, tuple[int, ...]]] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o, n=name: records.append(
+             (n, tuple(o.shape) if isinstance(o, torch.Tensor) else ())))
+             for name, m in trunk.named_modules() if name and not isinstance(m, nn.Identity)]
+    modes = {m: m.training for m in trunk.modules()}
+    param = next(trunk.parameters(), None)
+    try:
+        trunk.eval()
+        with torch.no_grad():
+            side = max(64, 2 * int(trunk.feature_info[-1]['reduction'])) if hasattr(trunk, 'feature_info') else 64
+            kwargs = {'device': param.device, 'dtype': param.dtype} if param is not None else {}
+            out = trunk.forward_features(torch.zeros(1, 3, side, side, **kwargs))
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mode in modes.items():
+            m.training = mode
+    found = next((n for n, s in reversed(records) if s == tuple(out.shape)), None)
+    return found or trunk.feature_info[-1]['module']
