@@ -33,7 +33,7 @@ def test_recipe_trains_exports_and_loads(tiny_lit):  # noqa: F811
     config = json.loads((tiny_lit.export / 'config.json').read_text())
     it = config['model_args']['image_text']
     assert it['pretrained'] is False and it['model_cfg']['text_cfg']['hf_model_name'] == 'all-MiniLM-L6-v2'
-    assert config['training']['method'] == 'lit-locked-text' and config['class_names'][7] == 'Sneaker'
+    assert config['class_names'][7] == 'Sneaker' and config['architecture'] == 'CLIPZeroShotClassifier'
     loaded = tiny_lit.load()
     trained = zoo.init_model(str(ROOT / 'configs' / 'lite0-minilm_lit_clutteredfmnist.py'), str(tiny_lit.checkpoint),
                              cfg_options=tiny_lit.options)
