@@ -96,6 +96,7 @@ class ImageTextClassifier(ZooModel, BaseModel):
 
     training_only = ('contrastive',)
     component_args = {'image_text': 'MODELS', 'data_preprocessor': 'MODELS'}
+
     def __init__(self, image_text: dict | nn.Module, num_classes: int | None = None,
                  class_names: Sequence[str] | None = None, data_preprocessor: dict | None = None,
                  contrastive: dict | None = None, text_batch_size: int = 256, init_cfg: dict | None = None) -> None:
