@@ -200,7 +200,7 @@ def _child(display: str, parent: Registry, locations: list[str] | None = None) -
 
 
 # --- registries with xzoo components --------------------------------------------------------------------------
-MODELS = _child('MODELS', MMENGINE_MODELS, ['mmengine.model', 'zoo.models'])
+MODELS = _child('MODELS', MMENGINE_MODELS, ['mmengine.model', 'zoo.models', 'zoo.models.image_text'])
 """Whole models (``ImageClassifier``) and data preprocessors."""
 BACKBONES = XZooRegistry('BACKBONES', 'backbone', locations=['zoo.models.backbones'])
 """Feature extractors (``TimmBackbone``)."""

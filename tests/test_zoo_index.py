@@ -15,7 +15,7 @@ from zoo.hub import index as zoo_index
 from zoo.hub.api import ModelSource, parse_name
 
 SHIPPED = ['baseline-efficientnetlite0-clutteredfmnist', 'baseline-resnet50-cub',
-           'lico-efficientnetlite0-clutteredfmnist', 'lico-resnet50-cub']
+           'lico-efficientnetlite0-clutteredfmnist', 'lico-resnet50-cub', 'lit-lite0-minilm-clutteredfmnist']
 
 
 @pytest.fixture

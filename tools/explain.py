@@ -4,7 +4,9 @@
         [--target CLASS] --out DIR [--device cpu] [--size 224] [--batch-size 8] [--cfg-options k=v ...]
 
 IMAGES are image files and/or folders (searched recursively). CLASS is an index or a class name; by default each
-image is explained for its predicted class. All logic lives in :func:`zoo.apis.explaining.explain`.
+image is explained for its predicted class. --method native draws a model family's own explanation (ranked
+descriptors, prototypes, ...) as <stem>_<kind>.png and writes its records to native.json. All logic lives in
+:func:`zoo.apis.explaining.explain`.
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('images', nargs='+', help='image files and/or folders')
     p.add_argument('--method', action='append', default=None, metavar='NAME',
                    help='explainer alias (gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, kpcacam, '
-                        'scorecam, rise) or registered name; repeat or comma-separate for several (default gradcam)')
+                        "scorecam, rise) or registered name, or 'native' for the model's own explanation (e.g. a "
+                        "DescriptorClassifier's ranked descriptors); repeat or comma-separate for several (default "
+                        'gradcam)')
     p.add_argument('--target', default=None, help='class index or name (default: the predicted class)')
     p.add_argument('--out', required=True, help='output folder for the PNGs')
     p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda:0'")
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     result = explain(args.config, checkpoint, args.images, methods=methods, target=args.target, out_dir=args.out,
                      device=args.device, cfg_options=args.cfg_options, size=size, batch_size=args.batch_size,
                      progress=not args.no_progress)
-    print(f'{len(result.paths)} image(s) x {len(methods)} method(s) -> {len(result.files)} PNG(s) in {args.out}')
+    pngs = sum(p.suffix == '.png' for p in result.files)
+    print(f'{len(result.paths)} image(s) x {len(methods)} method(s) -> {pngs} PNG(s) in {args.out}')
     return 0
 
 

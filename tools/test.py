@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint on a config's test set (top-1/top-5 accuracy, and optionally explanation quality).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.json] [--per-image FILE.json]
+    python tools/test.py CONFIG CHECKPOINT|none [--work-dir DIR] [--out FILE.json] [--per-image FILE.json]
         [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch]
         [--explainers gradcam,eigencam [--explain-metrics insertion,deletion,pointing_game]
@@ -26,7 +26,8 @@ def parse_args(argv: list[str] | None = None):
     import argparse
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config', help='config file')
-    p.add_argument('checkpoint', help='checkpoint (.pth from training, or .safetensors weights)')
+    p.add_argument('checkpoint', help="checkpoint (.pth from training, or .safetensors weights); 'none' evaluates "
+                   "the model as the config builds it (zero-shot image-text models: weights from 'pretrained')")
     p.add_argument('--work-dir', help='where logs go (default: ./work_dirs/<config name>)')
     p.add_argument('--out', help='write the metrics to this JSON file')
     p.add_argument('--per-image', metavar='FILE.json', help='write every metric\'s per-image values to this JSON file')
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     from zoo.apis.testing import test
 
-    metrics = test(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
+    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    metrics = test(args.config, checkpoint, work_dir=args.work_dir, out=args.out,
                    cfg_options=args.cfg_options, launcher=args.launcher, explainers=args.explainers,
                    explain_metrics=args.explain_metrics, explain_subset=args.explain_subset,
                    explain_dir=args.explain_dir, per_image=args.per_image)

@@ -38,13 +38,20 @@ MAX_GRID_ROWS = 32
 
 @dataclass
 class ExplainResult:
-    """Maps per method (``[N, H, W]``, CPU), predictions, and the files written."""
+    """Maps per method (``[N, H, W]``, CPU), predictions, the files written, and — for ``method='native'`` — the
+    model's own explanations (one :class:`zoo.models.Explanation` per batch)."""
 
     paths: list[Path]
     maps: dict[str, Tensor]
     pred_labels: list[int]
     pred_scores: list[float]
     files: list[Path] = field(default_factory=list)
+    native: list[Any] = field(default_factory=list)
+
+    @property
+    def native_records(self) -> list[dict[str, Any]]:
+        """The native explanations' records, one per image."""
+        return [r for exp in self.native for r in exp.records]
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -147,6 +154,11 @@ def _unique_stems(paths: list[Path]) -> list[str]:
     return out
 
 
+def _is_native(model: nn.Module, method: str | Mapping) -> bool:
+    """``'native'`` or the model family's own explanation name (``'descriptors'``, ``'prototypes'``, ...)."""
+    return isinstance(method, str) and method in ('native', getattr(model, 'native_explanation', None) or 'native')
+
+
 def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequence[str | Mapping] = ('gradcam',),
                    target: int | str | None = None, out_dir: str | Path | None = None,
                    size: int | Sequence[int] | None = None, batch_size: int = 8, alpha: float = 0.5,
@@ -156,6 +168,9 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
     Args:
         model: a classifier (``model(x)`` → logits); preprocessing from ``model.data_preprocessor``.
         images: image files and/or folders. methods: explainer aliases, names or config dicts.
+            ``'native'`` (or the family's ``native_explanation`` name) asks a zoo model for its own explanation
+            (``model.explain(x, method='native')``): its figures are written as ``<stem>_<kind>.png`` and its
+            records as ``native.json``; its maps, if any, join the grid.
         target: class index or name for every image (default: each image's predicted class).
         out_dir: where PNGs go (nothing is written when ``None``). size: input size; ``None`` uses the model's
             preprocessing (see :func:`preprocessing_of`).
@@ -166,9 +181,14 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
     from zoo.viz import save_grid, save_overlay
 
     paths = find_images(images)
-    explainers = {(m if isinstance(m, str) else str(m.get('type'))): build_explainer(m) for m in methods}
-    if not explainers:
+    if not methods:
         raise ConfigError('No explanation method given; pass at least one, e.g. --method gradcam.')
+    native = [m for m in methods if _is_native(model, m)]
+    if native and not (is_zoo_model(model) and getattr(model, 'native_explanation', None)):
+        raise ConfigError(f'{type(model).__name__} has no explanation of its own (--method native); use a saliency '
+                          'explainer such as --method gradcam.')
+    explainers = {(m if isinstance(m, str) else str(m.get('type'))): build_explainer(m) for m in methods
+                  if not _is_native(model, m)}
     norm = normalizer(model)
     device = model_device(model)
     pixels = load_batch(model, paths, size)
@@ -177,7 +197,8 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
     scores: list[float] = []
     tgt: int | None = None
     starts = range(0, len(paths), batch_size)
-    with tqdm(total=len(starts) * len(explainers), desc='explain', disable=not progress) as bar:
+    natives: list[Any] = []
+    with tqdm(total=len(starts) * (len(explainers) + bool(native)), desc='explain', disable=not progress) as bar:
         for i in starts:
             x = norm(pixels[i:i + batch_size].to(device))
             prob = _predict(model, x)
@@ -189,7 +210,12 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
             for key, explainer in explainers.items():
                 maps[key].append(explainer(model, x, tgt).cpu())
                 bar.update()
-    result = ExplainResult(paths, {k: torch.cat(v) for k, v in maps.items()}, labels, scores)
+            if native:
+                natives.append(model.explain(x, method='native', targets=tgt))
+                if natives[-1].maps is not None:
+                    maps.setdefault(natives[-1].kind, []).append(natives[-1].maps.cpu())
+                bar.update()
+    result = ExplainResult(paths, {k: torch.cat(v) for k, v in maps.items()}, labels, scores, native=natives)
     if out_dir is not None:
         _write(result, pixels, Path(out_dir), class_names(model), tgt, alpha, save_overlay, save_grid)
     return result
@@ -201,6 +227,18 @@ def _write(res: ExplainResult, pixels: Tensor, out: Path, names: list[str] | Non
     for key, maps in res.maps.items():
         for stem, img, m in zip(stems, pixels, maps):
             res.files.append(save_overlay(out / f'{stem}_{_slug(key)}.png', img, m, alpha=alpha))
+    start = 0
+    for exp in res.native:  # the family's own figures (Explanation.save_figures), one batch at a time
+        end = start + len(exp)
+        res.files += exp.save_figures(out, stems[start:end], pixels[start:end], names)
+        start = end
+    if res.native:
+        from zoo.core.fileio import write_json
+
+        write_json(out / 'native.json', [dict(r, image=str(p)) for p, r in zip(res.paths, res.native_records)])
+        res.files.append(out / 'native.json')
+    if not res.maps:
+        return
     label = (lambda c: names[c]) if names else str
     rows = [f'{p.name}: {label(c)} {s:.2f}' for p, c, s in zip(res.paths, res.pred_labels, res.pred_scores)]
     n = min(len(res.paths), MAX_GRID_ROWS)

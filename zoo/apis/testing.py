@@ -30,7 +30,7 @@ from .config import load_config
 from .inference import inference_model_config
 
 
-def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | None = None,
+def test(config: Any, checkpoint: str | None, work_dir: str | None = None, out: str | None = None,
          cfg_options: Iterable[str] | Mapping[str, Any] | None = None, launcher: str = 'none',
          explainers: Sequence[Any] | None = None, explain_metrics: Sequence[Any] | None = None,
          explain_subset: int | None = None, explain_dir: str | None = None,
@@ -39,7 +39,8 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
 
     The checkpoint is loaded strictly: weights from another architecture or class count are an error naming
     the file. A training checkpoint (``.pth`` in a work_dir, trusted as the user's own file) or exported
-    ``.safetensors`` weights both work.
+    ``.safetensors`` weights both work. ``checkpoint=None`` evaluates the model as its config builds it (a zero-shot
+    image-text classifier whose weights come from its ``pretrained`` setting, with no training step).
 
     Explanation quality (optional): ``explainers`` (aliases such as ``'gradcam'`` or config dicts) ×
     ``explain_metrics`` (default insertion, deletion, pointing game) on ``explain_subset`` test samples (``None``:
@@ -58,7 +59,7 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
                               'test_evaluator (see configs/_base_/datasets/).')
     cfg.setdefault('test_cfg', {})
     cfg.resume, cfg.load_from = False, None
-    cfg.model = inference_model_config(cfg.model, has_checkpoint=True)
+    cfg.model = inference_model_config(cfg.model, has_checkpoint=checkpoint is not None)
     if explain_metrics and not explainers:
         raise ConfigError('explain_metrics were given without explainers: name the explainers to score, e.g. '
                           "--explainers gradcam,eigencam.")
@@ -72,7 +73,7 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
     if explainers:
         check_can_write(explain_dir or os.path.join(cfg.work_dir, 'explain'), 'folder', '--explain-dir')
     runner = build_runner(cfg)
-    meta = load_model_weights(unwrap(runner.model), checkpoint, trust_pickle=True)
+    meta = load_model_weights(unwrap(runner.model), checkpoint, trust_pickle=True) if checkpoint is not None else {}
     names = (meta.get('dataset_meta') or {}).get('classes')
     if names and len(names) == unwrap(runner.model).num_classes:
         unwrap(runner.model).class_names = list(names)
