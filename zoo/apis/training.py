@@ -17,6 +17,7 @@ from zoo.core.fileio import WorkDirLock
 
 from ._runner import build_runner, build_training, prepare_runtime, prepare_training
 from .config import load_config
+from .preflight import preflight
 
 
 def train(config: Any, work_dir: str | None = None, resume: str | None = None, amp: bool = False,
@@ -43,6 +44,7 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     prepare_training(cfg)
+    preflight(cfg, 'train', config=config, cfg_options=cfg_options)  # every asset it reads is here, or one message
     # one work dir, one writer: a second run into the same folder fails at once (rank 0 holds the lock)
     lock = WorkDirLock(cfg.work_dir) if int(os.environ.get('RANK', '0')) == 0 else None
     if lock is not None:
