@@ -23,6 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from registry.errors import ConfigError  # noqa: E402
 from zoo.cli import add_cfg_options, run_cli  # noqa: E402
 
 MARK = {'present': 'already here', 'fetched': 'fetched', 'manual': 'get by hand', 'failed': 'FAILED'}
@@ -81,8 +82,6 @@ def main(argv: list[str] | None = None) -> None:
 
     needs, _ = timed_check(cfg, 'all', cache_dir=cache)
     if constants.HF_HUB_OFFLINE and any(n.problem and n.asset.kind in ('HubFiles', 'UrlFile') for n in needs):
-        from registry.errors import ConfigError
-
         raise ConfigError('HF_HUB_OFFLINE=1 is set, so nothing can be downloaded. Run this on a machine with '
                           'internet without HF_HUB_OFFLINE (then copy the cache), or use --check to only check.')
     print(f'{args.recipe} needs {len(needs)} external assets; Hugging Face cache: {cache}')

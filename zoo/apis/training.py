@@ -44,7 +44,6 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     prepare_training(cfg)
-    preflight(cfg, 'train', config=config, cfg_options=cfg_options)  # every asset it reads is here, or one message
     # one work dir, one writer: a second run into the same folder fails at once (rank 0 holds the lock)
     lock = WorkDirLock(cfg.work_dir) if int(os.environ.get('RANK', '0')) == 0 else None
     if lock is not None:
@@ -52,6 +51,7 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
     try:
         check_work_dir(cfg.work_dir)
         note = _resolve_resume(cfg, resume)
+        preflight(cfg, 'train', config=config, cfg_options=cfg_options)  # every asset it reads is here, or one message
         runner = build_runner(cfg)
         build_training(runner)
         if note:
