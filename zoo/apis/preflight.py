@@ -373,16 +373,10 @@ def timed_check(cfg: Mapping[str, Any], use: str = 'all', cache_dir: str | None 
     return needs, dict(derive=derived - start, check=time.perf_counter() - derived)
 
 
-def preflight_model(config: Any, checkpoint: Any, cfg_options: Any = None) -> list[Need]:
-    """:func:`preflight` of the model ``zoo.apis.init_model(config, checkpoint)`` builds (its inference copy;
-    without a checkpoint it keeps its own ``pretrained`` weights)."""
-    from .config import load_config
-    from .inference import inference_model_config
-
-    cfg = load_config(config, cfg_options)
-    model = inference_model_config(cfg.model, has_checkpoint=checkpoint is not None) if 'model' in cfg else None
+def preflight_model(model_cfg: Mapping[str, Any], config: Any = None, cfg_options: Any = None) -> list[Need]:
+    """:func:`preflight` of a model config alone: what ``zoo.apis.init_model`` builds (``tools/explain.py``)."""
     source = os.fspath(config) if isinstance(config, (str, os.PathLike)) else ''
-    needs, notes = collect({'model': model}, splits=(), source=source)
+    needs, notes = collect({'model': model_cfg}, splits=(), source=source)
     return _verdict(needs, notes, cfg_options)
 
 
