@@ -293,3 +293,36 @@ def test_prepare_data_refuses_to_download_offline(offline_empty_cache, capsys):
     assert 'HF_HUB_OFFLINE=1 is set, so nothing can be downloaded' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         prepare_tool.parse_args(['--check'])  # needs --recipe
+
+
+@pytest.mark.slow
+def test_a_hub_text_tower_is_prefetched_and_then_built_offline(fake_hub, tmp_path, monkeypatch):  # noqa: F811
+    """HFTextEncoder with a Hub id: the prefetch gets config, weights and tokenizer files (a tiny BERT served by the
+    fake Hub), after which the encoder builds with HF_HUB_OFFLINE=1 from the cache and asks the Hub nothing."""
+    from huggingface_hub import constants
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from registry import TEXT_ENCODERS
+    from zoo.apis.assets import prefetch
+
+    src = tmp_path / 'tiny-bert'
+    vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'photo', 'of', 'bird', 'x', '.']
+    src.mkdir()
+    (src / 'vocab.txt').write_text('\n'.join(vocab) + '\n')
+    BertTokenizerFast(vocab_file=str(src / 'vocab.txt')).save_pretrained(src)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16, max_position_embeddings=32)).save_pretrained(src)
+    fake_hub.add_model('lab/tiny-bert', {p.name: p.read_bytes() for p in src.iterdir() if p.is_file()})
+    cfg = {'model': dict(type='ImageClassifier', backbone=dict(type='TimmBackbone', model_name='test_resnet'),
+                         head=dict(type='LinearClsHead', num_classes=2),
+                         text_branch=dict(type='LICOTextBranch', prompt=dict(type='SharedPromptLearner'),
+                                          encoder=dict(type='HFTextEncoder', model_name='lab/tiny-bert')))}
+    needs, _ = collect(cfg, splits=())
+    done = prefetch(check(needs))
+    assert [d.status for d in done] == ['present', 'fetched']  # transformers is installed; the repo is fetched
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+    before = len(fake_hub.requests)
+    assert preflight(cfg, 'train')
+    enc = TEXT_ENCODERS.build(dict(type='HFTextEncoder', model_name='lab/tiny-bert'))
+    assert enc.encode_text(['a photo of a bird']).sentence.shape == (1, 8)
+    assert fake_hub.requests[before:] == []
