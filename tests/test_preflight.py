@@ -109,7 +109,7 @@ def test_prefetch_fills_the_cache_then_the_preflight_passes_offline_without_a_re
     prepare_tool.main(['--recipe', LICO_CUB, '--cache-dir', str(cache), '--cfg-options', *options])
     out = capsys.readouterr().out
     assert '2 fetched, 1 already here, 0 left.' in out, out
-    assert 'Ready: the recipe runs offline' in out and f'HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1' in out
+    assert 'Ready: it runs offline' in out and f'HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1' in out
     fetched = {path for method, path in fake_hub.requests if method == 'GET' and '/resolve/' in path}
     assert fetched == {f'/{repo}/resolve/main/{names[0]}' for repo, names in (RESNET, CLIP)}
 
@@ -205,7 +205,7 @@ def test_compare_lists_what_every_config_needs_before_any_run(offline_empty_cach
     cub = next(n for n in needs if n.asset.what == 'CUB200')
     assert cub.sources == configs and set(cub.keys) == {f'{s}_dataloader.dataset.data_root' for s in
                                                         ('train', 'val', 'test')}
-    assert str(info.value).startswith(' and '.join(configs) + ' needs 3 things')
+    assert str(info.value).startswith(' and '.join(configs) + ' need 3 things')
     assert not (tmp_path / 'cmp' / 'runs').exists()
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Get what a recipe needs before running it offline; without --recipe, the demo's assets (what `make data` runs).
 
-    # on a machine with internet (a login node): fetch every Hub-hosted asset of the recipe into the Hugging Face
+    # on a machine with internet (a login node): fetch every Hub-hosted asset of the recipes into the Hugging Face
     # cache (DIR; default $HF_HUB_CACHE), make what xzoo can make, and list what must be got by hand
-    python tools/prepare_data.py --recipe CONFIG [--cache-dir DIR] [--cfg-options KEY=VALUE ...]
+    python tools/prepare_data.py --recipe CONFIG [CONFIG ...] [--cache-dir DIR] [--cfg-options KEY=VALUE ...]
 
     # on the compute node: is everything there? (offline check, nothing downloaded; exit 2 if not)
-    HF_HUB_CACHE=DIR python tools/prepare_data.py --recipe CONFIG --check
+    HF_HUB_CACHE=DIR python tools/prepare_data.py --recipe CONFIG [CONFIG ...] --check
 
     # the demo's offline assets: Fashion-MNIST and ImageNet EfficientNet-Lite0 weights into data/
     python tools/prepare_data.py [--data-dir data]
@@ -33,8 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='\n\n'.join(__doc__.split('\n\n')[1:]))
-    p.add_argument('--recipe', metavar='CONFIG', help='a config file: fetch (or with --check, check) what it needs '
-                   'to train, validate and test')
+    p.add_argument('--recipe', nargs='+', metavar='CONFIG', help='config files: fetch (or with --check, check) what '
+                   'they need to train, validate and test (the same --cfg-options apply to each)')
     p.add_argument('--cache-dir', metavar='DIR', help='Hugging Face cache to fill or check (default: $HF_HUB_CACHE, '
                    'i.e. ~/.cache/huggingface/hub); run the recipe with HF_HUB_CACHE=DIR')
     add_cfg_options(p)
@@ -63,38 +63,38 @@ def main(argv: list[str] | None = None) -> None:
             print(f'{what}: {path}')
         return
     from zoo.apis.config import load_config, validate_config
-    from zoo.apis.preflight import hub_cache, preflight, timed_check
+    from zoo.apis.preflight import hub_cache, preflight_many, timed_check
 
-    cfg = load_config(args.recipe, args.cfg_options)
-    validate_config(cfg)
+    jobs = []
+    for recipe in args.recipe:
+        cfg = load_config(recipe, args.cfg_options)
+        validate_config(cfg)
+        jobs.append((cfg, recipe, args.cfg_options, 'all'))
     cache = hub_cache(args.cache_dir)
+    names = ' and '.join(args.recipe)
+    needs, seconds = timed_check(jobs, cache_dir=cache)
     if args.check:
-        needs, seconds = timed_check(cfg, 'all', cache_dir=cache)
-        preflight(cfg, 'all', config=args.recipe, cfg_options=args.cfg_options, cache_dir=cache, offline=True,
-                  raw=True)
-        print(f'{args.recipe}: all {len(needs)} external assets are here (Hugging Face cache {cache}); it runs '
-              f'offline. Checked in {1000 * seconds["check"]:.0f} ms (+ {1000 * seconds["derive"]:.0f} ms to '
-              'work out what it needs).')
+        preflight_many(jobs, cache_dir=cache, offline=True)
+        print(f'{names}: all {len(needs)} external assets are here (Hugging Face cache {cache}); it runs offline. '
+              f'Checked in {1000 * seconds["check"]:.0f} ms (+ {1000 * seconds["derive"]:.0f} ms to work out what '
+              'it needs).')
         return
     from huggingface_hub import constants
 
     from zoo.apis.assets import prefetch
 
-    needs, _ = timed_check(cfg, 'all', cache_dir=cache)
     if constants.HF_HUB_OFFLINE and any(n.problem and n.asset.kind in ('HubFiles', 'UrlFile') for n in needs):
         raise ConfigError('HF_HUB_OFFLINE=1 is set, so nothing can be downloaded. Run this on a machine with '
                           'internet without HF_HUB_OFFLINE (then copy the cache), or use --check to only check.')
-    print(f'{args.recipe} needs {len(needs)} external assets; Hugging Face cache: {cache}')
+    print(f"{names} {'need' if len(jobs) > 1 else 'needs'} {len(needs)} external assets; Hugging Face cache: {cache}")
     done = prefetch(needs, cache_dir=cache, report=lambda item: print(_line(item), flush=True))
-    fetched = sum(d.status == 'fetched' for d in done)
-    print(f'{fetched} fetched, {sum(d.status == "present" for d in done)} already here, '
-          f'{sum(d.status in ("manual", "failed") for d in done)} left.')
-    # the final word: would the recipe run on a machine without internet now?
-    preflight(cfg, 'all', config=args.recipe, cfg_options=args.cfg_options, cache_dir=cache, offline=True, raw=True)
+    print(f'{sum(d.status == "fetched" for d in done)} fetched, {sum(d.status == "present" for d in done)} already '
+          f'here, {sum(d.status in ("manual", "failed") for d in done)} left.')
+    preflight_many(jobs, cache_dir=cache, offline=True)  # the last word: would it run without internet now?
     env = f'HF_HUB_CACHE={cache} ' if args.cache_dir else ''
-    print(f'Ready: the recipe runs offline. On the compute nodes: {env}HF_HUB_OFFLINE=1 python tools/train.py '
-          f'{args.recipe}' + (f' --cfg-options {" ".join(args.cfg_options)}' if args.cfg_options else ''))
-
+    options = f' --cfg-options {" ".join(args.cfg_options)}' if args.cfg_options else ''
+    print(f'Ready: it runs offline. On the compute nodes: {env}HF_HUB_OFFLINE=1 python tools/train.py '
+          f'{args.recipe[0]}{options}')
 
 if __name__ == '__main__':
     run_cli(main)

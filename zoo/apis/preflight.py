@@ -299,7 +299,8 @@ def message(missing: list[Need], why_offline: str | None, prefetch: str, notes: 
     if len(blocks) == 1:
         problem, fixes = blocks[0]
         return f"{problem}. {'; '.join(fixes)}." if fixes else f'{problem}.'
-    head = f"{' and '.join(sources)} needs {len(blocks)} things that are not on this machine (nothing was built):"
+    verb = 'need' if len(sources) > 1 else 'needs'
+    head = f"{' and '.join(sources)} {verb} {len(blocks)} things that are not on this machine (nothing was built):"
     lines = [head]
     for i, (problem, fixes) in enumerate(blocks, 1):
         lines.append(f'  {i}. {problem}')
@@ -327,22 +328,30 @@ def preflight(cfg: Mapping[str, Any], use: str = 'train', config: Any = None, cf
     return preflight_many([(cfg, source, cfg_options, use)], cache_dir=cache_dir, offline=offline, raw=raw)
 
 
-def preflight_many(jobs: Iterable[tuple[Mapping[str, Any], str, Any, str]], cache_dir: str | None = None,
-                   offline: bool | None = None, raw: bool = True) -> list[Need]:
-    """:func:`preflight` for several ``(cfg, source, cfg_options, use)`` at once (``tools/compare.py``): one
-    message for all of them."""
+def gather(jobs: Iterable[tuple[Mapping[str, Any], str, Any, str]], raw: bool = True
+           ) -> tuple[list[Need], list[str]]:
+    """The needs of several ``(cfg, source, cfg_options, use)``, one per asset (keys and sources merged), and the
+    notes. ``raw``: each ``cfg`` is a config file as written (``use_config`` prepares it)."""
     merged: dict[tuple, Need] = {}
     notes: list[str] = []
-    options = None
-    for cfg, source, cfg_options, use in jobs:
-        options = options or cfg_options
+    for cfg, source, _, use in jobs:
         needs, found_notes = collect(use_config(cfg, use) if raw else cfg, source=source, **USES[use])
         notes += [n for n in found_notes if n not in notes]
         for need in needs:
             into = merged.setdefault(need.asset.identity(), Need(need.asset))
             into.keys += [k for k in need.keys if k not in into.keys]
             into.sources += [s for s in need.sources if s not in into.sources]
-    return _verdict(list(merged.values()), notes, options, cache_dir, offline)
+    return list(merged.values()), notes
+
+
+def preflight_many(jobs: Iterable[tuple[Mapping[str, Any], str, Any, str]], cache_dir: str | None = None,
+                   offline: bool | None = None, raw: bool = True) -> list[Need]:
+    """:func:`preflight` for several ``(cfg, source, cfg_options, use)`` at once (``tools/compare.py``,
+    ``tools/prepare_data.py`` with several recipes): one message for all of them."""
+    jobs = list(jobs)
+    needs, notes = gather(jobs, raw)
+    options = next((job[2] for job in jobs if job[2]), None)
+    return _verdict(needs, notes, options, cache_dir, offline)
 
 
 def _verdict(needs: list[Need], notes: list[str], cfg_options: Any, cache_dir: str | None = None,
@@ -362,12 +371,12 @@ def _verdict(needs: list[Need], notes: list[str], cfg_options: Any, cache_dir: s
     return needs
 
 
-def timed_check(cfg: Mapping[str, Any], use: str = 'all', cache_dir: str | None = None
+def timed_check(jobs: Iterable[tuple[Mapping[str, Any], str, Any, str]], cache_dir: str | None = None
                 ) -> tuple[list[Need], dict[str, float]]:
-    """:func:`collect` + :func:`check` with their times in seconds (``tools/prepare_data.py --check`` prints
-    them): ``derive`` (walking the config, library imports included) and ``check`` (disk and cache lookups)."""
+    """:func:`gather` + :func:`check` with their times in seconds (``tools/prepare_data.py`` prints them):
+    ``derive`` (walking the configs, library imports included) and ``check`` (disk and cache lookups)."""
     start = time.perf_counter()
-    needs, _ = collect(use_config(cfg, use), source=getattr(cfg, 'filename', '') or '', **USES[use])
+    needs, _ = gather(jobs)
     derived = time.perf_counter()
     check(needs, cache_dir)
     return needs, dict(derive=derived - start, check=time.perf_counter() - derived)
