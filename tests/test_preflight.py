@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from registry.errors import ConfigError
 from tests.hub_fixtures import fake_hub  # noqa: F401
 from zoo.apis.config import load_config
 from zoo.apis.preflight import check, collect, preflight
@@ -326,3 +327,29 @@ def test_a_hub_text_tower_is_prefetched_and_then_built_offline(fake_hub, tmp_pat
     enc = TEXT_ENCODERS.build(dict(type='HFTextEncoder', model_name='lab/tiny-bert'))
     assert enc.encode_text(['a photo of a bird']).sentence.shape == (1, 8)
     assert fake_hub.requests[before:] == []
+
+
+def test_weights_timm_takes_from_a_url_go_to_torchs_cache(fake_hub, tmp_path, monkeypatch):  # noqa: F811
+    """A timm model without a Hub repo (e.g. gcvit) loads from torch's hub folder; the prefetch downloads there."""
+    from zoo.apis.assets import prefetch
+    from zoo.core.assets import UrlFile
+    from zoo.models.assets import timm_weights
+
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    (declared,) = timm_weights('gcvit_tiny', True)
+    assert isinstance(declared, UrlFile) and declared.path.startswith(str(tmp_path / 'torch' / 'hub' / 'checkpoints'))
+    fake_hub.add_model('lab/w', {'w.pth': b'weights'})
+    asset = UrlFile(what='w', url=f'{fake_hub.endpoint}/lab/w/resolve/main/w.pth', path=str(tmp_path / 'c' / 'w.pth'))
+    (need,) = check([Need(asset)])
+    assert need.problem == f'w ({asset.url}) is not in {asset.path}'
+    (done,) = prefetch([need])
+    assert done.status == 'fetched' and Path(asset.path).read_bytes() == b'weights'
+    assert check([Need(asset)])[0].problem is None
+
+
+def test_an_unknown_pretrained_tag_is_a_config_error():
+    cfg = {'model': dict(type='ImageClassifier', backbone=dict(type='TimmBackbone', model_name='resnet18.nope',
+                                                                pretrained=True),
+                         head=dict(type='LinearClsHead', num_classes=2))}
+    with pytest.raises(ConfigError, match=r"timm model 'resnet18.nope': Invalid pretrained tag.*resnet18.a1_in1k"):
+        collect(cfg, splits=())

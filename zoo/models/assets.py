@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from registry.errors import ConfigError
 from zoo.core.assets import Asset, HubFiles, LocalPath, UrlFile
 
 TIMM_WEIGHTS = ('model.safetensors', 'pytorch_model.bin')  # timm: the safetensors file, else the pickle
@@ -69,8 +70,14 @@ def timm_weights(model_name: str, pretrained: Any, timm_kwargs: Mapping[str, Any
     from timm.models._builder import _resolve_pretrained_source, resolve_pretrained_cfg
 
     arch, tag = split_model_name_tag(model_name)
-    cfg = resolve_pretrained_cfg(arch, pretrained_cfg=kwargs.get('pretrained_cfg') or tag or None,
-                                 pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'))
+    try:
+        cfg = resolve_pretrained_cfg(arch, pretrained_cfg=kwargs.get('pretrained_cfg') or tag or None,
+                                     pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'))
+    except RuntimeError as exc:  # an unknown pretrained tag
+        import timm
+
+        tags = ', '.join(timm.list_pretrained(f'{arch}.*')) or 'none'
+        raise ConfigError(f'timm model {model_name!r}: {exc} Its pretrained tags: {tags}.') from exc
     source, location = _resolve_pretrained_source(cfg.to_dict())
     what = f"timm {'.'.join(filter(None, (arch, cfg.tag)))!r} weights"
     if source == 'hf-hub':
