@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.check:
         preflight_many(jobs, cache_dir=cache, offline=True)
         print(f'{names}: all {len(needs)} external assets are here (Hugging Face cache {cache}); it runs offline. '
-              f'Checked in {1000 * seconds["check"]:.0f} ms (+ {1000 * seconds["derive"]:.0f} ms to work out what '
+              f'Checked in {1000 * seconds["check"]:.1f} ms (+ {1000 * seconds["derive"]:.1f} ms to work out what '
               'it needs).')
         return
     from huggingface_hub import constants

@@ -257,9 +257,13 @@ def _value(option: str) -> tuple[str, str]:
 def _fixes(need: Need, prefetch: str) -> list[str]:
     asset = need.asset
     out = []
-    if asset.maker or isinstance(asset, HubFiles) or asset.kind == 'UrlFile':
-        out.append(f'get it: {prefetch}' + (' on a machine with internet, then copy the cache here'
-                                            if not asset.maker else ''))
+    if isinstance(asset, HubFiles) or asset.kind == 'UrlFile':
+        out.append(f'get it (on a machine with internet, then copy the cache here): {prefetch}')
+    elif asset.maker:
+        from .assets import MAKERS
+
+        made = f' ({MAKERS[asset.maker][0]})' if asset.maker in MAKERS else ''
+        out.append(f'make it: {prefetch}{made}')
     if getattr(asset, 'install', ''):
         out.append(f'install: {asset.install}')
     if asset.page:
@@ -305,10 +309,9 @@ def message(missing: list[Need], why_offline: str | None, prefetch: str, notes: 
     for i, (problem, fixes) in enumerate(blocks, 1):
         lines.append(f'  {i}. {problem}')
         lines += [f'     {fix}' for fix in fixes]
-    if any(n.fetchable for n in missing):
-        lines.append(f'{prefetch} [--cache-dir DIR] fetches every item marked "get it" (Hub files into the '
-                     'Hugging Face cache; then HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1 on the compute nodes; see '
-                     'docs/getting_started.md, "Training on an offline cluster").')
+    if sum(n.fetchable for n in missing) > 1:
+        lines.append('That one command gets every "get it" and "make it" item (with --cache-dir DIR: then run with '
+                     'HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1; docs/getting_started.md, "Training on an offline cluster").')
     lines += [f'note: {n}' for n in notes]
     return '\n'.join(lines)
 
