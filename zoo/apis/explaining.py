@@ -219,9 +219,7 @@ def explain(config: str | Path, checkpoint: str | Path | None, images: Sequence[
     """Load a model with ``zoo.apis.init_model(config, checkpoint, device, cfg_options)`` and run
     :func:`explain_images` on it."""
     from zoo.apis import init_model
-    from zoo.apis.preflight import preflight_model
 
-    preflight_model(config, checkpoint, cfg_options or None)  # what init_model builds is here, or one message
     model = init_model(config, checkpoint, device=device, cfg_options=cfg_options or None)
     return explain_images(model, images, methods=methods, target=target, out_dir=out_dir, size=size,
                           batch_size=batch_size, progress=progress)
