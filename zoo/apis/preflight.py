@@ -14,15 +14,16 @@ Every missing asset is listed in one :class:`~zoo.core.assets.MissingAssetsError
 command (``tools/prepare_data.py --recipe CONFIG``), the download page and folder layout, and the
 ``--cfg-options`` values that do without it.
 
-``train``, ``test``, ``explain`` and ``compare`` call :func:`preflight` before their Runner (or model) is built.
+``train``, ``test``, ``compare`` (:func:`preflight`, :func:`preflight_runs`) and ``init_model`` (hence
+``tools/explain.py``; :func:`preflight_model`) call it just before their Runner or model is built.
 
 Example::
 
     from zoo.apis.config import load_config
-    from zoo.apis.preflight import collect, check
+    from zoo.apis.preflight import check, collect
     cfg = load_config('configs/resnet50_lico_cub.py')
-    needs = check(collect(cfg, splits=('train', 'val')), offline=True)
-    [n.asset.label() for n in needs if n.problem]
+    needs, notes = collect(cfg, splits=('train', 'val'))
+    [n.problem for n in check(needs) if n.problem]     # what is not on this machine, whatever the network
 """
 from __future__ import annotations
 
@@ -36,8 +37,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import registry
+from registry import DATASETS, MODELS
 from registry.errors import XZooError
-from zoo.core.assets import Asset, HubFiles, MissingAssetsError, Need
+from zoo.core.assets import Asset, HubFiles, LocalPath, MissingAssetsError, Need
 from zoo.validation import RUNNER_SLOTS, component_args
 
 USES: dict[str, dict[str, Any]] = {
@@ -117,8 +120,6 @@ class _Walk:
             self.nested(value, slots.get(key) or RUNNER_SLOTS.get(key), f'{where}.{key}')
 
     def nested(self, value: Any, slot: str | None, where: str) -> None:
-        import registry
-
         items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
         for index, item in items:
             if not isinstance(item, Mapping):
@@ -137,9 +138,6 @@ def collect(cfg: Mapping[str, Any], splits: Sequence[str] = ('train', 'val'), mo
     """``(needs, notes)``: the assets of ``cfg``'s model (``model``), of the datasets of ``splits`` and of
     ``load_from``, each with the config keys that ask for it; ``notes`` name components whose assets could not be
     worked out."""
-    from registry import DATASETS, MODELS
-    from zoo.core.assets import LocalPath
-
     walk = _Walk(source)
     if model and isinstance(cfg.get('model'), Mapping):
         walk.component(cfg['model'], MODELS, 'model')
