@@ -41,8 +41,8 @@ def one_line(exc: BaseException) -> str:
 
 def user_error(exc: BaseException) -> str | None:
     """One-line message when ``exc`` is the user's mistake, else ``None``."""
-    if isinstance(exc, XZooError):
-        return one_line(exc)
+    if isinstance(exc, XZooError):  # a list of several problems (MissingAssetsError) keeps its lines
+        return str(exc) if getattr(exc, 'multiline', False) else one_line(exc)
     text = str(exc)
     if _WORKER.search(text) and re.search(r'registry\.errors\.\w+Error:', text):
         return one_line(exc)

@@ -42,6 +42,7 @@ from . import _compare_runs as _runs
 from ._compare_report import duration, markdown, tables_from_runs, title
 from ._compare_runs import Console, RunSpec, RunState, read_json, run_state
 from .config import parse_cfg_options
+from .preflight import preflight_runs
 
 SEED_STRIDE = 1000
 """With ``independent_seeds``, arm ``k`` trains with seed ``s + 1000 k`` instead of ``s``."""
@@ -242,6 +243,7 @@ def _run(runs: list[RunSpec], arms: list[str] | None, seeds: list[int], out: str
             return _plan(runs, out, test_args, info['kind'], probe, console)
         with WorkDirLock(out):
             states = [run_state(r, test_args) for r in runs]
+            preflight_runs(states)  # before the first run: everything any run still needs, in one message
             notes = _schedule_notes(runs)
             for note in notes:
                 print(f'note: {note}', file=console.out)

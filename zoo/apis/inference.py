@@ -23,6 +23,7 @@ import torch
 from registry.errors import ConfigError
 
 from .config import load_config
+from .preflight import preflight_model
 
 
 def inference_model_config(model_cfg: Mapping[str, Any], has_checkpoint: bool) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def init_model(config: Any, checkpoint: str | None = None, device: str = 'cpu',
     check_device(device)
     cfg = load_config(config, cfg_options)
     build = inference_model_config(cfg.model, checkpoint is not None)
+    preflight_model(build, config, cfg_options)  # what it builds reads only what is here, or one message
     with DefaultScope.overwrite_default_scope(SCOPE):
         model = MODELS.build(build)
     if not hasattr(model, 'preprocessing'):

@@ -28,6 +28,7 @@ from zoo.core.fileio import check_can_write, write_json
 from ._runner import build_runner, component_errors, prepare_runtime
 from .config import load_config
 from .inference import inference_model_config
+from .preflight import preflight
 
 
 def test(config: Any, checkpoint: str | None, work_dir: str | None = None, out: str | None = None,
@@ -66,6 +67,7 @@ def test(config: Any, checkpoint: str | None, work_dir: str | None = None, out: 
     _check_names(explainers, explain_metrics)
     add_explanation_quality(cfg, explainers, explain_metrics, explain_subset, explain_dir, explain_options)
     prepare_runtime(cfg, work_dir, config, launcher)
+    preflight(cfg, 'test', config=config, cfg_options=cfg_options)  # the model and test set it builds, from here
     # results that cannot be written would be lost after the whole evaluation: check the places first
     check_can_write(cfg.work_dir, 'folder', '--work-dir')
     if out:

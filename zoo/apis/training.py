@@ -17,6 +17,7 @@ from zoo.core.fileio import WorkDirLock
 
 from ._runner import build_runner, build_training, prepare_runtime, prepare_training
 from .config import load_config
+from .preflight import preflight
 
 
 def train(config: Any, work_dir: str | None = None, resume: str | None = None, amp: bool = False,
@@ -50,6 +51,7 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
     try:
         check_work_dir(cfg.work_dir)
         note = _resolve_resume(cfg, resume)
+        preflight(cfg, 'train', config=config, cfg_options=cfg_options)  # every asset it reads is here, or one message
         runner = build_runner(cfg)
         build_training(runner)
         if note:

@@ -30,6 +30,7 @@ import numpy as np
 
 from registry import DATASETS
 from registry.errors import DataError
+from zoo.core.assets import Asset, LocalPath
 
 from .base import ClsDataset
 
@@ -135,6 +136,20 @@ class ClutteredFashionMNIST(ClsDataset):
         self.object_size, self.clutter_size = tuple(object_size), tuple(clutter_size)
         self.num_clutter, self.textures, self.mask_threshold = int(num_clutter), tuple(textures), mask_threshold
         super().__init__(data_root=self.folder, **kwargs)
+
+    @classmethod
+    def required_assets(cls, args: dict[str, Any]) -> list[Asset]:
+        """The Fashion-MNIST files of the split, where :func:`find_fashion_mnist` looks (:mod:`zoo.core.assets`);
+        ``tools/prepare_data.py`` fetches Debian's package when none has them."""
+        split = args.get('split') or ('test' if args.get('test_mode') else 'train')
+        root = args.get('data_root')
+        paths = (root,) if root else tuple(filter(None, [os.environ.get('XZOO_FASHION_MNIST'), DEBIAN_DIR, LOCAL_DIR]))
+        names = [f'{_PREFIX[s]}-{kind}-ubyte' for s in dict.fromkeys(('test', split)) for kind in ('images-idx3',
+                                                                                                 'labels-idx1')]
+        return [LocalPath(what='Fashion-MNIST', arg='data_root', paths=paths, maker='fashion-mnist',
+                          expect=tuple((n + '.gz', n) for n in names), page='https://github.com/zalandoresearch/'
+                          'fashion-mnist (data/fashion)', terms='MIT licence', instead=('PATH (a folder holding the '
+                          'Fashion-MNIST files)',), layout='{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]')]
 
     def load_data_list(self) -> list[dict[str, Any]]:
         _, labels = load_fashion_mnist(self.folder, self.split)

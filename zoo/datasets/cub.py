@@ -26,11 +26,16 @@ from typing import Any
 
 from registry import DATASETS
 from registry.errors import DataError
+from zoo.core.assets import Asset, LocalPath
 
 from .base import ClsDataset
 
 _FILES = ('images.txt', 'classes.txt', 'image_class_labels.txt', 'train_test_split.txt')
 _URL = 'https://www.vision.caltech.edu/datasets/cub_200_2011/'
+_TERMS = 'images for non-commercial research and educational use only'
+_LAYOUT = ('CUB_200_2011.tgz extracted: the CUB_200_2011 folder holding images.txt, classes.txt, '
+           'image_class_labels.txt, train_test_split.txt, bounding_boxes.txt and images/<class>/<image>.jpg '
+           '(segmentations/<class>/<image>.png from the separate segmentation release, optional)')
 
 
 def class_name_from_folder(folder: str) -> str:
@@ -76,6 +81,14 @@ class CUB200(ClsDataset):
         self.split = split or ('test' if kwargs.get('test_mode') else 'train')
         self.with_box, self.with_mask, self.mask_threshold = with_box, with_mask, mask_threshold
         super().__init__(data_root=data_root, **kwargs)
+
+    @classmethod
+    def required_assets(cls, args: dict[str, Any]) -> list[Asset]:
+        """The CUB_200_2011 folder and the files this split reads (:mod:`zoo.core.assets`)."""
+        expect = (*_FILES, *(('bounding_boxes.txt',) if args.get('with_box', True) else ()), 'images')
+        return [LocalPath(what='CUB200', arg='data_root', paths=(str(args.get('data_root') or ''),),
+                          expect=tuple((name,) for name in expect), page=_URL, terms=_TERMS, layout=_LAYOUT,
+                          instead=('PATH (the CUB_200_2011 folder)',))]
 
     def load_data_list(self) -> list[dict[str, Any]]:
         root = os.path.expanduser(self.data_root or '')

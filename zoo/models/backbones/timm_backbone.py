@@ -19,6 +19,9 @@ from torch import nn
 
 from registry import BACKBONES
 from registry.errors import CheckpointError, ConfigError, did_you_mean
+from zoo.core.assets import Asset
+
+from ..assets import timm_weights
 
 _GENERIC_CONTAINERS = ('stages', 'blocks', 'features', 'layers')
 
@@ -120,6 +123,12 @@ class TimmBackbone(nn.Module):
         self.patch_size: tuple[int, int] | None = tuple(patch) if patch is not None else None
         self._target_layer = target_layer
         self.frozen_modules = self._freeze(freeze_until) if freeze_until else []
+
+    @classmethod
+    def required_assets(cls, args: dict[str, Any]) -> list[Asset]:
+        """What building it reads: timm's weights for ``pretrained=True`` (a Hub repo), a local weights file, an
+        ``hf-hub:``/``local-dir:`` model (:mod:`zoo.core.assets`; checked by ``zoo.apis.preflight``)."""
+        return timm_weights(args['model_name'], args.get('pretrained'), args)
 
     def _freeze(self, boundary: str) -> list[nn.Module]:
         names = [n for n, _ in self.model.named_modules()]

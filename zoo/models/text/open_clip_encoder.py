@@ -20,7 +20,9 @@ from torch import nn
 
 from registry import TEXT_ENCODERS
 from registry.errors import CheckpointError, ConfigError, did_you_mean
+from zoo.core.assets import Asset
 
+from ..assets import open_clip_weights
 from .base import PromptBatch, TextEncoder, TextFeatures, pool_eot, to_class_major
 from .prefix import shared_prefix_forward, supports_prefix_sharing
 
@@ -130,6 +132,15 @@ class OpenCLIPTextEncoder(TextEncoder):
         self.placeholder_id = int(self.tokenizer.encode('X')[0]) if hasattr(self.tokenizer, 'encode') else 1
         self.share_prefix = share_prefix and supports_prefix_sharing(self.tower.transformer)
         self._apply_frozen()
+
+    @classmethod
+    def required_assets(cls, args: dict[str, Any]) -> list[Asset]:
+        """The tower's weights: the file of an open_clip tag (a Hub repo) or a local checkpoint
+        (:mod:`zoo.core.assets`). The tokenizer ships with open_clip."""
+        name, pretrained = args['model_name'], args.get('pretrained')
+        return open_clip_weights(name, pretrained, what=f'CLIP text tower weights (open_clip {name!r}, {pretrained!r})',
+                                 instead=('PATH (a local open_clip checkpoint: a whole CLIP model or its text tower)',
+                                          'None (a random text tower: tests only)'))
 
     def tokenize_piece(self, text: str) -> list[int]:
         if hasattr(self.tokenizer, 'encode'):
