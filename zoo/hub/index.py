@@ -194,8 +194,10 @@ def list_models(pattern: str | Iterable[str] = '*', pretrained: bool = False) ->
         pretrained: only models whose weights are published (pinned Hub revision and sha256).
 
     Example:
-        >>> list_models('*-clutteredfmnist')
-        ['baseline-efficientnetlite0-clutteredfmnist', 'lico-efficientnetlite0-clutteredfmnist']
+        >>> list_models('baseline-*-clutteredfmnist')
+        ['baseline-efficientnetlite0-clutteredfmnist']
+        >>> 'lico-efficientnetlite0-clutteredfmnist' in list_models('*-clutteredfmnist')
+        True
     """
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     _ensure_default()
