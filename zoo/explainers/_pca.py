@@ -7,8 +7,8 @@ decides, and numpy's and torch's differ); :func:`orient` fixes it by a stated ru
 Example:
     >>> import torch
     >>> stack = torch.zeros(1, 2, 2, 2); stack[0, :, 0, 0] = 3.0
-    >>> first_component(stack, sign='peak').tolist()
-    [[[2.598076105117798, -0.8660253882408142], [-0.8660253882408142, -0.8660253882408142]]]
+    >>> [[round(v, 3) for v in row] for row in first_component(stack, sign='peak')[0].tolist()]
+    [[3.182, -1.061], [-1.061, -1.061]]
 """
 from __future__ import annotations
 

@@ -249,15 +249,13 @@ class CAMExplainer(Explainer):
         return maps[0] if len(maps) == 1 else self.combine_layers(maps, tuple(images.shape[-2:]))
 
     def combine_layers(self, maps: list[Tensor], size: tuple[int, int]) -> Tensor:
-        """Several layers' raw maps → one: each ReLU'd, scaled to [0, 1] (constancy judged at its own resolution)
-        and resized — to the images' size, or with ``resize=False`` to the finest layer's — then averaged."""
+        """Several layers' raw maps → one, as grad-cam: each ReLU'd and scaled to [0, 1] at its own resolution, then
+        resized — to the images' size, or with ``resize=False`` to the finest layer's — and averaged."""
         common = size if self.resize else max((tuple(m.shape[-2:]) for m in maps), key=lambda hw: hw[0] * hw[1])
         out = []
         for m in maps:
             m = m.clamp_min(0) if self.relu else m
-            constant = is_constant(m) if self.normalize else None
-            m = resize_maps(m, common)
-            out.append(minmax_normalize(m, constant=constant) if self.normalize else m)
+            out.append(resize_maps(minmax_normalize(m) if self.normalize else m, common))
         return torch.stack(out).mean(0)
 
     def postprocess(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
