@@ -128,8 +128,8 @@ def token_grid(num_tokens: int, image_hw: tuple[int, int], meta: LayerMeta) -> t
     """``(prefix, h, w)`` for ``num_tokens`` tokens of an image of size ``image_hw``.
 
     With a patch size: ``h = H // ph`` (or the ceiling, for padded patch embeddings), the rest being the prefix.
-    Without one: the prefix when known, else every patch stride whose grid leaves 0-16 prefix tokens; the grid is
-    used only when exactly one fits.
+    Without one: the prefix when known, else the patch strides whose grid leaves 0-16 prefix tokens — those dividing
+    both sides exactly first — used only when they agree on one grid.
     """
     height, width = image_hw
     prefix = meta.num_prefix_tokens
@@ -145,13 +145,18 @@ def token_grid(num_tokens: int, image_hw: tuple[int, int], meta: LayerMeta) -> t
         if n % h == 0:
             return prefix, h, n // h
     else:
-        fits = set()
+        exact, fits = set(), set()
         for s in range(1, min(height, width) + 1):
             for h, w in ((height // s, width // s), (math.ceil(height / s), math.ceil(width / s))):
                 if 0 <= num_tokens - h * w <= MAX_PREFIX_TOKENS and h * w > 0:
                     fits.add((num_tokens - h * w, h, w))
-        if len(fits) == 1:
-            return fits.pop()
+                    if height % s == 0 and width % s == 0:
+                        exact.add((num_tokens - h * w, h, w))
+        for found in (exact, fits):
+            if len(found) == 1:
+                return found.pop()
+            if found:
+                break
     raise ConfigError(f'Cannot lay {num_tokens} tokens onto a patch grid for {height}x{width} images '
                       f'(patch_size={meta.patch_size}, num_prefix_tokens={prefix}). Pass patch_size= and '
                       'num_prefix_tokens= to the explainer (or give the model an explain_meta).')
@@ -192,8 +197,9 @@ def layout(shape: tuple[int, ...], image_hw: tuple[int, int], meta: LayerMeta, l
     The ``output_fmt`` passed to the explainer is obeyed. Otherwise the shape decides: a reading is plausible when
     its ``h × w`` grid comes from the image through one stride (:func:`plausible_grid`); channels-last outputs such
     as torchvision's or timm's Swin ``[B, 7, 7, 768]`` read as NCHW give a 7 × 768 grid, which is not. When both
-    readings or neither are plausible, the model's declared layout, then the layer's type, decides; failing those
-    the explainer refuses rather than guess.
+    readings fit (the channel count equals the grid's sides, e.g. 32 channels on a 32 × 32 grid), the model's declared
+    layout, then the layer's type decides, else PyTorch's NCHW. When neither fits (a model that resizes its input),
+    the same hints decide, else the explainer refuses rather than guess.
     """
     if meta.output_fmt is not None:
         return meta.output_fmt
@@ -204,11 +210,13 @@ def layout(shape: tuple[int, ...], image_hw: tuple[int, int], meta: LayerMeta, l
     hint = meta.declared_fmt or module_layout(layer, shape)
     if hint is not None:
         return hint
+    if nchw:
+        return 'NCHW'
     height, width = image_hw
-    why = 'both fit' if nchw else 'neither fits'
-    raise ConfigError(f'Target layer {name!r} outputs {tuple(shape)} for {height}x{width} images: channels first '
-                      f'(C={shape[1]}, {shape[2]}x{shape[3]}) and channels last ({shape[1]}x{shape[2]}, C={shape[3]}) '
-                      f"— {why} the image's grid. Pass output_fmt='NCHW' or output_fmt='NHWC' to the explainer.")
+    raise ConfigError(f'Target layer {name!r} outputs {tuple(shape)} for {height}x{width} images: neither channels '
+                      f'first (C={shape[1]}, {shape[2]}x{shape[3]}) nor channels last ({shape[1]}x{shape[2]}, '
+                      f"C={shape[3]}) fits the image's grid. Pass output_fmt='NCHW' or output_fmt='NHWC' to the "
+                      'explainer.')
 
 
 def to_nchw(x: Tensor, image_hw: tuple[int, int], meta: LayerMeta, fmt: str | None = None) -> Tensor:

@@ -30,16 +30,24 @@ import torch
 from torch import Tensor
 
 from registry.errors import ConfigError, shorten
-from zoo.ops.tensors import targets_or_predicted
+from zoo.ops.tensors import as_class_indices, targets_or_predicted
 
 
 def _is_callable_target(t: Any) -> bool:
     return callable(t) and not isinstance(t, (Tensor, type))
 
 
+class DeferredTargets:
+    """Targets decided from the logits of the unmodified images (e.g. Finer-CAM's most similar classes): every
+    explainer resolves them with :meth:`resolve` on the logits of its own first forward pass."""
+
+    def resolve(self, logits: Tensor) -> TargetScores:
+        raise NotImplementedError
+
+
 def check_targets(targets: Any) -> None:
     """Refuse, in one line, a ``targets`` that is none of the accepted kinds (before any forward pass)."""
-    if targets is None or isinstance(targets, (int, Tensor)) or _is_callable_target(targets):
+    if targets is None or isinstance(targets, (int, Tensor, DeferredTargets)) or _is_callable_target(targets):
         return
     if hasattr(targets, '__array__') and not isinstance(targets, (str, bytes)):
         return  # numpy arrays / scalars: checked as class indices
@@ -70,10 +78,14 @@ class TargetScores:
     def __init__(self, kind: str, classes: Tensor | None = None, fn: Callable[[Tensor], Any] | None = None,
                  fns: Sequence[Callable[[Tensor], Any]] | None = None) -> None:
         self.kind, self.classes, self.fn, self.fns = kind, classes, fn, fns
+        self._checked_for = None
 
     def __call__(self, logits: Tensor, rows: Tensor | None = None) -> Tensor:
         n = logits.shape[0]
         if self.kind == 'index':
+            if self._checked_for != logits.shape[1]:
+                as_class_indices(self.classes, len(self.classes), self.classes.device, num_classes=logits.shape[1])
+                self._checked_for = logits.shape[1]
             idx = self.classes if rows is None else self.classes[rows]
             return logits.gather(1, idx[:, None].to(logits.device))[:, 0]
         if self.kind == 'callable':
@@ -106,13 +118,19 @@ class TargetScores:
         return self
 
 
-def target_scores(targets: Any, logits: Tensor) -> TargetScores:
-    """:class:`TargetScores` for ``targets`` (see the module docstring); ``logits`` ``[B, K]`` are those of the
-    unmodified images (they decide ``None`` and check index ranges)."""
+def target_scores(targets: Any, logits: Tensor | None = None, batch: int | None = None,
+                  device: torch.device | str = 'cpu') -> TargetScores | None:
+    """:class:`TargetScores` for ``targets`` (see the module docstring). ``logits`` ``[B, K]`` are those of the
+    unmodified images: they decide ``None`` (and deferred targets). Without them (give ``batch`` and ``device``), the
+    result is ``None`` when they are needed; index ranges are then checked on the first scored logits."""
     if isinstance(targets, TargetScores):
         return targets
     check_targets(targets)
-    batch = logits.shape[0]
+    if logits is None and (targets is None or isinstance(targets, DeferredTargets)):
+        return None
+    if isinstance(targets, DeferredTargets):
+        return targets.resolve(logits.detach())
+    batch = logits.shape[0] if logits is not None else batch
     if _is_callable_target(targets):
         return TargetScores('callable', fn=targets)
     if isinstance(targets, Sequence) and not isinstance(targets, (str, bytes)) and targets and all(
@@ -124,4 +142,6 @@ def target_scores(targets: Any, logits: Tensor) -> TargetScores:
             raise ConfigError(f'{len(fns)} target callables for a batch of {batch} images; give one per image (or a '
                               'single callable for all of them).')
         return TargetScores('per_image', fns=fns)
+    if logits is None:
+        return TargetScores('index', classes=as_class_indices(targets, batch, device))
     return TargetScores('index', classes=targets_or_predicted(targets, logits.detach()))

@@ -25,8 +25,8 @@ from registry import EXPLAINERS
 from registry.errors import ConfigError
 from zoo.ops.tensors import targets_or_predicted
 
-from ._targets import TargetScores, _is_callable_target
-from .base import Explainer, Targets, forward_logits
+from ._targets import DeferredTargets, TargetScores, _is_callable_target
+from .base import Explainer, Targets
 
 
 class FinerScore(TargetScores):
@@ -46,6 +46,21 @@ class FinerScore(TargetScores):
 
     def repeat(self, times: int) -> FinerScore:
         return FinerScore(self.classes.repeat(times), self.comparison.repeat(times, 1), self.alpha)
+
+
+class FinerTargets(DeferredTargets):
+    """Finer-CAM's targets, decided on the logits of the explainer's own first forward pass (no extra pass)."""
+
+    def __init__(self, targets: Targets, comparison: Sequence[int], alpha: float) -> None:
+        self.targets, self.comparison, self.alpha = targets, comparison, alpha
+
+    def resolve(self, logits: Tensor) -> FinerScore:
+        main = targets_or_predicted(self.targets, logits)
+        order = torch.argsort((logits - logits.gather(1, main[:, None])).abs(), dim=1, stable=True)
+        ranks = [k for k in self.comparison if k < logits.shape[1]]
+        if not ranks:
+            raise ConfigError(f'FinerCAM needs at least 2 classes to compare; the model predicts {logits.shape[1]}.')
+        return FinerScore(main, order[:, ranks], self.alpha)
 
 
 @EXPLAINERS.register_module()
@@ -90,24 +105,12 @@ class FinerCAM(Explainer):
         self.method, self.alpha, self.comparison = method, float(alpha), comparison
         self.target_layer, self.method_args = target_layer, dict(method_args or {})
 
-    def finer_score(self, logits: Tensor, targets: Targets) -> FinerScore:
-        """The Finer score for the unmodified images' logits ``[B, K]`` and main classes ``targets``."""
+    def explain(self, model: nn.Module, images: Tensor, targets: Targets) -> Tensor:
         if _is_callable_target(targets) or (isinstance(targets, Sequence) and targets and
                                             _is_callable_target(targets[0])):
             raise ConfigError('FinerCAM takes class indices (or None) as targets: it builds its own score from the '
                               'main class and the most similar classes.')
-        logits = logits.detach()
-        main = targets_or_predicted(targets, logits)
-        order = torch.argsort((logits - logits.gather(1, main[:, None])).abs(), dim=1, stable=True)
-        ranks = [k for k in self.comparison if k < logits.shape[1]]
-        if not ranks:
-            raise ConfigError(f'FinerCAM needs at least 2 classes to compare; the model predicts {logits.shape[1]}.')
-        return FinerScore(main, order[:, ranks], self.alpha)
-
-    def explain(self, model: nn.Module, images: Tensor, targets: Targets) -> Tensor:
-        with torch.no_grad():
-            logits = forward_logits(model, images)
-        return self.base.explain(model, images, self.finer_score(logits, targets))
+        return self.base.explain(model, images, FinerTargets(targets, self.comparison, self.alpha))
 
     def postprocess(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
         return self.base.postprocess(maps, size)

@@ -72,12 +72,11 @@ class GuidedBackprop(PixelExplainer):
     aliases = ('guidedbackprop', 'guided-backprop', 'guided-backpropagation')
 
     def attributions(self, model: nn.Module, images: Tensor, targets: Targets) -> Tensor:
-        score = self.score(model, images, targets)
         with guided_relus(model) as n:
             if n == 0:
                 raise ConfigError(f'{type(self).__name__}: {type(model).__name__} has no nn.ReLU modules, so guided '
                                   'backpropagation would be the plain gradient; use Saliency.')
-            return input_gradients(model, images, score, torch.arange(len(images), device=images.device))
+            return input_gradients(model, images, targets, torch.arange(len(images), device=images.device))
 
 
 @EXPLAINERS.register_module()

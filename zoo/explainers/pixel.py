@@ -48,11 +48,13 @@ def reduce_channels(attributions: Tensor, how: str) -> Tensor:
     return attributions.sum(1)
 
 
-def input_gradients(model: nn.Module, x: Tensor, score: TargetScores, rows: Tensor) -> Tensor:
-    """``∇_x`` of the scores of ``x`` ``[n, C, H, W]`` (rows ``rows`` of the batch), one backward pass."""
+def input_gradients(model: nn.Module, x: Tensor, score: TargetScores | Targets, rows: Tensor) -> Tensor:
+    """``∇_x`` of the scores of ``x`` ``[n, C, H, W]`` (rows ``rows`` of the batch), one forward and one backward pass.
+    ``score`` may be plain targets when ``x`` are the unmodified images (resolved on their logits)."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = forward_logits(model, x)
+        score = target_scores(score, logits)
         return torch.autograd.grad(score(logits, rows).sum(), x)[0]
 
 
@@ -95,9 +97,12 @@ class PixelExplainer(Explainer):
         return reduce_channels(self.attributions(model, images, targets), self.reduce)
 
     def score(self, model: nn.Module, images: Tensor, targets: Targets) -> TargetScores:
-        """The target scores, decided on the unmodified images."""
-        with torch.no_grad():
-            return target_scores(targets, forward_logits(model, images))
+        """The target scores, decided on the unmodified images (a forward pass only when ``targets`` need one)."""
+        score = target_scores(targets, batch=len(images), device=images.device)
+        if score is None:
+            with torch.no_grad():
+                score = target_scores(targets, forward_logits(model, images))
+        return score
 
 
 @EXPLAINERS.register_module()
@@ -110,8 +115,7 @@ class Saliency(PixelExplainer):
     aliases = ('saliency', 'vanilla-gradient', 'gradient')
 
     def attributions(self, model: nn.Module, images: Tensor, targets: Targets) -> Tensor:
-        rows = torch.arange(len(images), device=images.device)
-        return input_gradients(model, images, self.score(model, images, targets), rows)
+        return input_gradients(model, images, targets, torch.arange(len(images), device=images.device))
 
 
 def ig_steps(n_steps: int, method: str) -> tuple[list[float], list[float]]:
