@@ -8,6 +8,7 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from torch import nn
 
 from registry import MODELS
 from registry.errors import ConfigError, DataError
@@ -41,33 +42,57 @@ def net():
     return timm.create_model('test_resnet', pretrained=False, num_classes=5).eval()
 
 
+class TinyCNN(nn.Module):
+    """Eight channels at stride 8 (``layer4``: named like a resnet's last stage), a ReLU, BatchNorm: cheap for
+    methods that run one forward pass per channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.layer4 = nn.Sequential(nn.Conv2d(8, 8, 3, stride=4, padding=1), nn.ReLU())
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.layer4(self.stem(x)).mean((2, 3)))
+
+
+@pytest.fixture(scope='module')
+def tiny():
+    return TinyCNN().eval()
+
+
 # --- the interface, for every new explainer -----------------------------------------------------------------------
 @pytest.mark.parametrize('alias', NEW)
-def test_new_explainers_keep_the_interface(net, alias):
-    net.train()
-    net.layer1.eval()
-    net.layer2.requires_grad_(False)
-    before = state(net)
-    maps = small(alias)(net, X, [1, 3])
-    assert maps.shape == (2, 48, 64) and maps.dtype == torch.float32
-    assert float(maps.amin()) >= 0 and float(maps.amax()) == 1.0
-    assert_clean(net, before)
-    net.layer2.requires_grad_(True)
-    net.eval()
+def test_new_explainers_keep_the_interface(tiny, alias):
+    tiny.train()
+    tiny.stem.eval()  # a mixed state must come back exactly
+    tiny.layer4.requires_grad_(False)
+    before = state(tiny)
+    try:
+        maps = small(alias)(tiny, X, [1, 3])
+        assert maps.shape == (2, 48, 64) and maps.dtype == torch.float32
+        assert float(maps.amin()) >= 0 and float(maps.amax()) == 1.0
+        assert_clean(tiny, before)
+    finally:
+        tiny.layer4.requires_grad_(True)
+        tiny.eval()
     bad = X.clone()
     bad[0, 0, 0, 0] = float('nan')
     with pytest.raises(DataError, match='NaN'):
-        small(alias)(net, bad)
+        small(alias)(tiny, bad)
 
 
 @pytest.mark.parametrize('alias', CAMS)
-def test_aug_smooth_and_eigen_smooth_on_every_cam(net, alias):
+def test_aug_smooth_and_eigen_smooth_on_every_cam(tiny, alias):
     e = small(alias, aug_smooth=True)
     assert e.config()['aug_smooth'] is True
-    maps = e(net, X[:1], 2)
-    assert maps.shape == (1, 48, 64) and float(maps.amax()) == 1.0
+    plain = small(alias)(tiny, X[:1], 2)
+    maps = e(tiny, X[:1], 2)
+    assert maps.shape == (1, 48, 64) and float(maps.amin()) == 0.0 and float(maps.amax()) in (0.0, 1.0)
+    assert not torch.equal(maps, plain) or float(plain.amax()) == 0.0
     if 'eigen_smooth' in e.config():
-        smooth = small(alias, eigen_smooth=True)(net, X[:1], 2)
+        smooth = small(alias, eigen_smooth=True)(tiny, X[:1], 2)
         assert smooth.shape == (1, 48, 64) and bool(torch.isfinite(smooth).all())
 
 
@@ -88,15 +113,24 @@ def test_aug_smooth_averages_flipped_and_scaled_inputs_by_hand(net):
 
 
 # --- callable targets ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize('alias', ['gradcam', 'scorecam', 'ablationcam', 'saliency', 'eigengradcam'])
-def test_callable_targets_equal_class_indices(net, alias):
+@pytest.mark.parametrize('alias', ['gradcam', 'scorecam', 'ablationcam', 'saliency', 'eigengradcam', 'iscam'])
+def test_callable_targets_equal_class_indices(tiny, alias):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    ref = small(alias)(net, X, [1, 3])
-    torch.testing.assert_close(small(alias)(net, X, lambda z: z.gather(1, torch.tensor([[1], [3]]))[:, 0]), ref)
-    torch.testing.assert_close(small(alias)(net, X, [ClassifierOutputTarget(1), ClassifierOutputTarget(3)]), ref)
-    one = small(alias)(net, X, 2)
-    torch.testing.assert_close(small(alias)(net, X, ClassifierOutputTarget(2)), one)  # one callable, 2-D logits
+    ref = small(alias)(tiny, X, [1, 3])
+    torch.testing.assert_close(small(alias)(tiny, X, [ClassifierOutputTarget(1), ClassifierOutputTarget(3)]), ref)
+    one = small(alias)(tiny, X, 2)
+    torch.testing.assert_close(small(alias)(tiny, X, ClassifierOutputTarget(2)), one)  # one callable, 2-D logits
+    torch.testing.assert_close(small(alias)(tiny, X, lambda z: z[:, 2]), one)
+
+
+def test_a_batched_callable_must_score_any_rows(tiny):
+    """A single callable is called on whatever logits a method forwards (Score-CAM: masked copies of several
+    images at once), so one that hard-codes the batch is refused in one line, not silently misapplied."""
+    per_batch = lambda z: z.gather(1, torch.tensor([[1], [3]]))[:, 0]  # noqa: E731
+    assert small('gradcam')(tiny, X, per_batch).shape == (2, 48, 64)  # rows are the images here: fine
+    with pytest.raises(ConfigError, match=r'returned shape \(2,\) for 16 row'):
+        small('scorecam')(tiny, X, per_batch)
 
 
 def test_softmax_target_matches_grad_cam(net):
@@ -143,8 +177,8 @@ def test_model_explain_passes_callables_through():
                               head=dict(type='LinearClsHead', num_classes=3)))
     by_name = model.explain(X, method='gradcam', targets='c')
     torch.testing.assert_close(model.explain(X, method='gradcam', targets=lambda z: z[:, 2]), by_name)
-    torch.testing.assert_close(model.explain(X, method='scorecam', targets=[lambda r: r[2]] * 2, batch_size=64),
-                               model.explain(X, method='scorecam', targets=2, batch_size=64))
+    torch.testing.assert_close(model.explain(X, method='eigengradcam', targets=[lambda r: r[2]] * 2),
+                               model.explain(X, method='eigengradcam', targets=2))
 
 
 # --- lists of target layers ------------------------------------------------------------------------------------------
@@ -168,44 +202,44 @@ def test_target_layer_lists(net):
 
 
 # --- Score-CAM variants ---------------------------------------------------------------------------------------------
-def test_score_cam_variants_reduce_to_score_cam(net):
-    ref = small('scorecam')(net, X, [1, 3])
-    torch.testing.assert_close(small('iscam', num_samples=1)(net, X, [1, 3]), ref)
-    torch.testing.assert_close(small('sscam', std=0.0)(net, X, [1, 3]), ref)
-    a, b = small('sscam', seed=4)(net, X, [1, 3]), small('sscam', seed=4)(net, X, [1, 3])
-    assert torch.equal(a, b) and not torch.equal(a, small('sscam', seed=5)(net, X, [1, 3]))
-    assert small('sscam', smooth='input')(net, X, [1, 3]).shape == (2, 48, 64)
+def test_score_cam_variants_reduce_to_score_cam(tiny):
+    ref = small('scorecam')(tiny, X, [1, 3])
+    torch.testing.assert_close(small('iscam', num_samples=1)(tiny, X, [1, 3]), ref)
+    torch.testing.assert_close(small('sscam', std=0.0)(tiny, X, [1, 3]), ref)
+    a, b = small('sscam', seed=4)(tiny, X, [1, 3]), small('sscam', seed=4)(tiny, X, [1, 3])
+    assert torch.equal(a, b) and not torch.equal(a, small('sscam', seed=5)(tiny, X, [1, 3]))
+    assert small('sscam', smooth='input')(tiny, X, [1, 3]).shape == (2, 48, 64)
 
 
-def test_is_cam_by_hand(net):
+def test_is_cam_by_hand(tiny):
     """IS-CAM from its definition: channel score = mean over i = 1..N of the logit of x ⊙ (i/N)·mask."""
     x, t, n = X[:1], 4, 3
     store = {}
-    handle = net.layer4.register_forward_hook(lambda _m, _i, out: store.setdefault('a', out.detach()))
+    handle = tiny.layer4.register_forward_hook(lambda _m, _i, out: store.setdefault('a', out.detach()))
     with torch.no_grad():
-        net(x)
+        tiny(x)
         handle.remove()
         acts = store['a'][0]
         up = torch.nn.functional.interpolate(acts[:, None], size=x.shape[-2:], mode='bilinear', align_corners=True)
         low, high = up.amin((1, 2, 3), keepdim=True), up.amax((1, 2, 3), keepdim=True)
         masks = (up - low) / (high - low + 1e-8)
-        scores = torch.stack([torch.stack([net(x * (i / n) * m)[0, t] for i in range(1, n + 1)]).mean()
+        scores = torch.stack([torch.stack([tiny(x * (i / n) * m)[0, t] for i in range(1, n + 1)]).mean()
                               for m in masks])
         cam = torch.relu((scores.softmax(0)[:, None, None] * acts).sum(0))
-    ours = build_explainer('iscam', target_layer='layer4', num_samples=n, normalize=False, resize=False)(net, x, t)
+    ours = build_explainer('iscam', target_layer='layer4', num_samples=n, normalize=False, resize=False)(tiny, x, t)
     torch.testing.assert_close(ours[0], cam, atol=1e-5, rtol=1e-4)
 
 
-def test_ablation_value(net):
-    relu_layer = small('ablationcam')(net, X, 1)  # layer4 ends with a ReLU: 'auto' ablates to 0
-    torch.testing.assert_close(small('ablationcam', ablation_value=0.0)(net, X, 1), relu_layer)
+def test_ablation_value(tiny):
+    relu_layer = small('ablationcam')(tiny, X, 1)  # layer4 ends with a ReLU: 'auto' ablates to 0
+    torch.testing.assert_close(small('ablationcam', ablation_value=0.0)(tiny, X, 1), relu_layer)
     with pytest.raises(ConfigError, match='ablation_value'):
         build_explainer('ablationcam', ablation_value='zero')
     torch.manual_seed(0)
-    vit = timm.create_model('test_vit', pretrained=False, num_classes=3).eval()  # tokens, negative values
-    maps = build_explainer('ablationcam', target_layer='blocks.-1.norm1', batch_size=128)(vit, torch.randn(1, 3, 160,
-                                                                                                             160))
-    assert maps.shape == (1, 160, 160) and bool(torch.isfinite(maps).all())
+    vit = timm.create_model('test_vit', pretrained=False, num_classes=3, img_size=64).eval()  # tokens, values < 0
+    ablation = build_explainer('ablationcam', target_layer='blocks.-1.norm1', batch_size=128)
+    maps = ablation(vit, torch.randn(1, 3, 64, 64))
+    assert maps.shape == (1, 64, 64) and bool(torch.isfinite(maps).all())
 
 
 # --- pictures ---------------------------------------------------------------------------------------------------------

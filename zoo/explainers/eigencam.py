@@ -3,9 +3,9 @@
 Each centres its ``hw × C`` matrix (the activations, or ``g ⊙ A`` for Eigen-Grad-CAM) over spatial positions and
 projects it onto its first (kernel) principal component. The sign of a principal component is arbitrary; with
 ``sign_correction=True`` (default) each map is flipped so that its largest-magnitude entry is positive
-(scikit-learn's ``svd_flip`` rule; Seg-Eigen-CAM's Eq. 13, which grad-cam's ``SegEigenCAM`` applies and its
-``EigenCAM``/``EigenGradCAM`` do not). Eigen-CAM and KPCA-CAM ignore ``targets`` and stop the forward pass at the
-target layer.
+(scikit-learn's ``svd_flip`` rule; Seg-Eigen-CAM's Eq. 13, which grad-cam applies in ``SegEigenCAM`` — a projection
+of ``|g| ⊙ A`` — but not in ``EigenCAM``/``EigenGradCAM``). Eigen-CAM and KPCA-CAM ignore ``targets`` and stop the
+forward pass at the target layer.
 
 Example:
     >>> import timm, torch
@@ -66,9 +66,10 @@ class EigenCAM(_ProjectionCAM):
     """Eigen-CAM (Muhammad & Yeasin, 2020): the activations projected on their first right singular vector.
 
     Args:
-        sign_correction: make the largest-magnitude value positive (default; the map then equals grad-cam's
-            ``SegEigenCAM``); ``False`` keeps the SVD's arbitrary sign (grad-cam's ``EigenCAM``, whose sign comes
-            from numpy's LAPACK and may differ from torch's: equal up to sign).
+        sign_correction: make the largest-magnitude value positive (default: grad-cam's ``EigenCAM`` projection with
+            grad-cam's own Seg-Eigen-CAM sign correction, ``get_2d_projection_with_sign_correction``); ``False`` keeps
+            the SVD's arbitrary sign (grad-cam's ``EigenCAM`` keeps numpy's, which may differ from torch's: the two
+            are then equal up to sign).
         other arguments: see :class:`~zoo.explainers.base.CAMExplainer` (``eigen_smooth`` does not apply: the map
             is a projection already).
     """

@@ -51,7 +51,7 @@ def to_display(image: Any) -> Tensor:
         if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
             raise DataError(f'an image array to draw must be [H, W, 3], [H, W, 1] or [H, W] (HWC), got shape '
                             f'{image.shape}.')
-        image = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        image = torch.from_numpy(np.array(arr)).permute(2, 0, 1)  # a writable copy
     if not isinstance(image, Tensor):
         raise DataError(f'an image to draw must be a tensor, a numpy array or a PIL image, got {type(image).__name__}.')
     if image.ndim != 3 or image.shape[0] not in (1, 3):
