@@ -55,8 +55,8 @@ class AblationCAM(CAMExplainer):
     def __init__(self, target_layer: str | nn.Module | Sequence[str | nn.Module] | None = None, batch_size: int = 32,
                  ablation_value: str | float = 'auto', progress: bool | None = None,
                  patch_size: int | Sequence[int] | None = None, num_prefix_tokens: int | None = None,
-                 output_fmt: str | None = None, relu: bool = True, eigen_smooth: bool = False,
-                 aug_smooth: bool = False, normalize: bool = True, resize: bool = True, eval_mode: bool = True) -> None:
+                 output_fmt: str | None = None, relu: bool = True, normalize: bool = True, resize: bool = True,
+                 eval_mode: bool = True, eigen_smooth: bool = False, aug_smooth: bool = False) -> None:
         if ablation_value != 'auto' and (isinstance(ablation_value, (str, bool)) or
                                          not isinstance(ablation_value, (int, float))):
             raise ConfigError(f"AblationCAM ablation_value must be 'auto' or a number, got {ablation_value!r}.")

@@ -209,9 +209,9 @@ class CAMExplainer(Explainer):
 
     def __init__(self, target_layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
                  patch_size: int | Sequence[int] | None = None, num_prefix_tokens: int | None = None,
-                 output_fmt: str | None = None, relu: bool = True, eigen_smooth: bool = False,
-                 aug_smooth: bool = False, normalize: bool = True, resize: bool = True, differentiable: bool = False,
-                 eval_mode: bool = True) -> None:
+                 output_fmt: str | None = None, relu: bool = True, normalize: bool = True, resize: bool = True,
+                 differentiable: bool = False, eval_mode: bool = True, eigen_smooth: bool = False,
+                 aug_smooth: bool = False) -> None:
         super().__init__(normalize=normalize, resize=resize, differentiable=differentiable, eval_mode=eval_mode,
                          aug_smooth=aug_smooth)
         if output_fmt not in (None, 'NCHW', 'NHWC'):

@@ -37,8 +37,8 @@ class _ProjectionCAM(CAMExplainer):
     def __init__(self, target_layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
                  sign_correction: bool = True, patch_size: int | Sequence[int] | None = None,
                  num_prefix_tokens: int | None = None, output_fmt: str | None = None, relu: bool = True,
-                 aug_smooth: bool = False, normalize: bool = True, resize: bool = True, differentiable: bool = False,
-                 eval_mode: bool = True) -> None:
+                 normalize: bool = True, resize: bool = True, differentiable: bool = False, eval_mode: bool = True,
+                 aug_smooth: bool = False) -> None:
         super().__init__(target_layer=target_layer, patch_size=patch_size, num_prefix_tokens=num_prefix_tokens,
                          output_fmt=output_fmt, relu=relu, aug_smooth=aug_smooth, normalize=normalize,
                          resize=resize, differentiable=differentiable, eval_mode=eval_mode)
@@ -115,8 +115,8 @@ class KPCACAM(_ProjectionCAM):
                  kernel: str = 'sigmoid',
                  gamma: float | None = None, coef0: float = 1.0, degree: int = 3, sign_correction: bool = True,
                  patch_size: int | Sequence[int] | None = None, num_prefix_tokens: int | None = None,
-                 output_fmt: str | None = None, relu: bool = True, aug_smooth: bool = False, normalize: bool = True,
-                 resize: bool = True, differentiable: bool = False, eval_mode: bool = True) -> None:
+                 output_fmt: str | None = None, relu: bool = True, normalize: bool = True, resize: bool = True,
+                 differentiable: bool = False, eval_mode: bool = True, aug_smooth: bool = False) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"KPCACAM kernel must be one of {', '.join(KERNELS)}; got {kernel!r}.")
         super().__init__(target_layer=target_layer, sign_correction=sign_correction, patch_size=patch_size,

@@ -69,8 +69,8 @@ class ScoreCAM(CAMExplainer):
     def __init__(self, target_layer: str | nn.Module | Sequence[str | nn.Module] | None = None, batch_size: int = 32,
                  progress: bool | None = None, patch_size: int | Sequence[int] | None = None,
                  num_prefix_tokens: int | None = None, output_fmt: str | None = None, relu: bool = True,
-                 eigen_smooth: bool = False, aug_smooth: bool = False, normalize: bool = True, resize: bool = True,
-                 differentiable: bool = False, eval_mode: bool = True) -> None:
+                 normalize: bool = True, resize: bool = True, differentiable: bool = False, eval_mode: bool = True,
+                 eigen_smooth: bool = False, aug_smooth: bool = False) -> None:
         _positive_int(type(self).__name__, 'batch_size', batch_size)
         super().__init__(target_layer=target_layer, patch_size=patch_size, num_prefix_tokens=num_prefix_tokens,
                          output_fmt=output_fmt, relu=relu, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth,
@@ -115,9 +115,9 @@ class _SampledScoreCAM(ScoreCAM):
     def __init__(self, target_layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
                  num_samples: int = 10, batch_size: int = 32, progress: bool | None = None,
                  patch_size: int | Sequence[int] | None = None, num_prefix_tokens: int | None = None,
-                 output_fmt: str | None = None, relu: bool = True, eigen_smooth: bool = False,
-                 aug_smooth: bool = False, normalize: bool = True, resize: bool = True, differentiable: bool = False,
-                 eval_mode: bool = True) -> None:
+                 output_fmt: str | None = None, relu: bool = True, normalize: bool = True, resize: bool = True,
+                 differentiable: bool = False, eval_mode: bool = True, eigen_smooth: bool = False,
+                 aug_smooth: bool = False) -> None:
         super().__init__(target_layer=target_layer, batch_size=batch_size, progress=progress, patch_size=patch_size,
                          num_prefix_tokens=num_prefix_tokens, output_fmt=output_fmt, relu=relu,
                          eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, normalize=normalize, resize=resize,
@@ -160,8 +160,8 @@ class SSCAM(_SampledScoreCAM):
                  num_samples: int = 35, std: float = 2.0, smooth: str = 'mask', seed: int = 0, batch_size: int = 32,
                  progress: bool | None = None, patch_size: int | Sequence[int] | None = None,
                  num_prefix_tokens: int | None = None, output_fmt: str | None = None, relu: bool = True,
-                 eigen_smooth: bool = False, aug_smooth: bool = False, normalize: bool = True, resize: bool = True,
-                 eval_mode: bool = True) -> None:
+                 normalize: bool = True, resize: bool = True, eval_mode: bool = True, eigen_smooth: bool = False,
+                 aug_smooth: bool = False) -> None:
         if smooth not in ('mask', 'input'):
             raise ConfigError(f"SSCAM smooth must be 'mask' (noise on the masks) or 'input' (noise on the image), "
                               f'got {smooth!r}.')
