@@ -43,8 +43,9 @@ def test_overlay_and_colorize():
     assert torch.equal(overlay(img, torch.rand(20, 30), alpha=0.0), img)
     assert overlay((img * 255).to(torch.uint8), torch.rand(5, 6)).shape == (3, 20, 30)  # uint8, resized map
     assert overlay(torch.rand(1, 20, 30), torch.zeros(20, 30)).shape == (3, 20, 30)  # grey, constant map
+    assert overlay(img, torch.rand(1, 20, 30)).shape == (3, 20, 30)  # a batch of one map
     with pytest.raises(DataError, match=r'\[H, W\]'):
-        overlay(img, torch.rand(1, 20, 30))
+        overlay(img, torch.rand(2, 20, 30))
     x = torch.rand(2, 3, 4, 4)
     mean, std = (120.0, 110.0, 100.0), (60.0, 50.0, 40.0)
     normed = (x * 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)

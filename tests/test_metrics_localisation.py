@@ -64,7 +64,8 @@ def test_per_class_average_and_samples_without_object():
     assert r.aggregate == 0.5                                     # (1.0 + 0.0) / 2 classes
     plain = PointingGame(tolerance=0, per_class=False)(None, images, maps, targets=targets, masks=masks)
     assert plain.aggregate == 0.75
-    assert r.conventions == dict(type='PointingGame', tolerance=0, region='mask', per_class=True)
+    assert r.conventions == dict(type='PointingGame', tolerance=0, region='mask', per_class=True, ties='first',
+                                 empty='exclude', convention='torchray')
     assert math.isnan(PointingGame().reduce(torch.tensor([float('nan')]), torch.tensor([0])))  # nothing to score
 
 

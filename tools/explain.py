@@ -26,10 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('checkpoint', help="checkpoint file ('none' for the config's own weights)")
     p.add_argument('images', nargs='+', help='image files and/or folders')
     p.add_argument('--method', action='append', default=None, metavar='NAME',
-                   help='explainer alias (gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, kpcacam, '
-                        "scorecam, rise) or registered name, or 'native' for the model's own explanation (e.g. a "
-                        "DescriptorClassifier's ranked descriptors); repeat or comma-separate for several (default "
-                        'gradcam)')
+                   help='explainer alias (e.g. gradcam, gradcam++, eigencam, scorecam, ablationcam, fullgrad, ig, '
+                        "smoothgrad, rise: all in docs/explainers.md) or registered name, or 'native' for the model's "
+                        "own explanation (e.g. a DescriptorClassifier's ranked descriptors); repeat or comma-separate "
+                        'for several (default gradcam)')
     p.add_argument('--target', default=None, help='class index or name (default: the predicted class)')
     p.add_argument('--out', required=True, help='output folder for the PNGs')
     p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda:0'")

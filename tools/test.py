@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
     x = p.add_argument_group('explanation quality')
     x.add_argument('--explainers', type=_names, help='comma-separated explainers, e.g. gradcam,eigencam '
-                   '(aliases: gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, kpcacam, scorecam, rise)')
+                   '(aliases such as gradcam, gradcam++, eigencam, scorecam, ablationcam, fullgrad, ig, rise: all in '
+                   'docs/explainers.md)')
     x.add_argument('--explain-metrics', type=_names, default=None,
                    help='comma-separated explanation metrics (default: insertion,deletion,pointing_game; also '
                         'average_drop, increase_in_confidence, energy_pointing_game, road, mask_coverage)')

@@ -8,19 +8,27 @@ The interface (stable; metrics, the zoo and the CLI rely on it)::
 
 * ``model``: any ``nn.Module`` whose ``model(images)`` returns logits ``[B, num_classes]``.
 * ``images``: normalised float ``[B, C, H, W]``; maps come back on the images' device.
-* ``targets``: ``None`` (the predicted class), one int for the whole batch, or one index per image.
+* ``targets``: ``None`` (the predicted class), one int for the whole batch, one index per image, a callable
+  ``f(logits [B, K]) -> [B]`` or one callable per image (grad-cam's ``ClassifierOutputTarget``); see
+  :mod:`zoo.explainers._targets`.
 * CAM methods need a target layer: ``target_layer='layer4'`` (dotted name, negative indices allowed:
-  ``'blocks.-1.norm1'``); when omitted it is read from ``model.explain_meta['target_layer']``, which every
-  ``ImageClassifier`` provides. Token outputs ``[B, N, C]`` are laid on the patch grid (``explain_meta``
-  ``patch_size``/``num_prefix_tokens``, or the timm attributes).
+  ``'blocks.-1.norm1'``) or a list of them (maps averaged); when omitted it is read from
+  ``model.explain_meta['target_layer']``, which every ``ImageClassifier`` provides. Token outputs ``[B, N, C]`` are
+  laid on the patch grid (``explain_meta`` ``patch_size``/``num_prefix_tokens``, or the timm/torchvision
+  attributes); channels-last 4-D outputs (Swin) are recognised from their shape.
 * ``normalize=False`` gives raw maps, ``resize=False`` the native resolution, ``differentiable=True`` maps that
-  carry gradient. The model's modes, ``requires_grad`` flags and ``.grad`` are left as they were; no hook stays.
+  carry gradient, ``aug_smooth=True`` test-time augmentation, ``eigen_smooth=True`` (CAMs) the first principal
+  component of the weighted channels. The model's modes, ``requires_grad`` flags and ``.grad`` are left as they were;
+  no hook stays.
 
 Names (CLI alias → registered class): gradcam → GradCAM, gradcam++ → GradCAMPlusPlus, xgradcam → XGradCAM,
-layercam → LayerCAM, hirescam → HiResCAM, eigencam → EigenCAM, kpcacam → KPCACAM, scorecam → ScoreCAM,
-rise → RISE. A new explainer is a subclass of :class:`Explainer` (or :class:`CAMExplainer`) decorated with
-``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)`` to be reachable from the CLI
-(see docs/explainers.md).
+layercam → LayerCAM, hirescam → HiResCAM, gradcamelementwise → GradCAMElementWise, shapleycam → ShapleyCAM,
+finercam → FinerCAM, eigencam → EigenCAM, eigengradcam → EigenGradCAM, kpcacam → KPCACAM, scorecam → ScoreCAM,
+sscam → SSCAM, iscam → ISCAM, ablationcam → AblationCAM, fullgrad → FullGrad, saliency → Saliency,
+ig → IntegratedGradients, smoothgrad → SmoothGrad, guidedbackprop → GuidedBackprop,
+guidedgradcam → GuidedGradCAM, rise → RISE. A new explainer is a subclass of :class:`Explainer` (or
+:class:`CAMExplainer`) decorated with ``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)`` to be
+reachable from the CLI (see docs/explainers.md).
 
 Example:
     >>> import timm, torch
@@ -38,12 +46,18 @@ from typing import Any
 from registry import EXPLAINERS
 from registry.aliases import alias_table, build_from_alias, resolve_alias
 
-from . import eigencam, gradcam, rise, scorecam  # noqa: F401  (register every explainer)
+from . import ablation, eigencam, finercam, fullgrad, gradcam, guided, pixel, rise, scorecam  # noqa: F401
+from ._targets import TargetScores, target_scores
+from .ablation import AblationCAM
 from .base import CAMExplainer, Capture, Explainer, minmax_normalize, model_state, resize_maps
-from .eigencam import KPCACAM, EigenCAM
-from .gradcam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from .eigencam import KPCACAM, EigenCAM, EigenGradCAM
+from .finercam import FinerCAM
+from .fullgrad import FullGrad
+from .gradcam import GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM, LayerCAM, ShapleyCAM, XGradCAM
+from .guided import GuidedBackprop, GuidedGradCAM
+from .pixel import IntegratedGradients, PixelExplainer, Saliency, SmoothGrad
 from .rise import RISE
-from .scorecam import ScoreCAM
+from .scorecam import ISCAM, SSCAM, ScoreCAM
 
 
 def list_explainers() -> dict[str, str]:
@@ -76,7 +90,9 @@ def build_explainer(name_or_cfg: str | Mapping[str, Any] | Explainer, **kwargs: 
     return build_from_alias(EXPLAINERS, name_or_cfg, list_explainers(), 'explainer', Explainer, **kwargs)
 
 
-__all__ = ['Explainer', 'CAMExplainer', 'Capture', 'build_explainer', 'explainer_class', 'list_explainers',
-           'resolve_name',
-           'minmax_normalize', 'resize_maps', 'model_state', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM',
-           'HiResCAM', 'EigenCAM', 'KPCACAM', 'ScoreCAM', 'RISE']
+__all__ = ['Explainer', 'CAMExplainer', 'PixelExplainer', 'Capture', 'TargetScores', 'target_scores',
+           'build_explainer', 'explainer_class', 'list_explainers', 'resolve_name', 'minmax_normalize', 'resize_maps',
+           'model_state', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM', 'HiResCAM', 'GradCAMElementWise',
+           'ShapleyCAM', 'FinerCAM', 'EigenCAM', 'EigenGradCAM', 'KPCACAM', 'ScoreCAM', 'SSCAM', 'ISCAM',
+           'AblationCAM', 'FullGrad', 'Saliency', 'IntegratedGradients', 'SmoothGrad', 'GuidedBackprop',
+           'GuidedGradCAM', 'RISE']

@@ -1,9 +1,11 @@
-"""Gradient-free, class-agnostic CAMs: Eigen-CAM (linear PCA) and KPCA-CAM (kernel PCA).
+"""Projection CAMs: Eigen-CAM (linear PCA), KPCA-CAM (kernel PCA) and Eigen-Grad-CAM (PCA of gradient × activation).
 
-Both centre the activations ``M ∈ R^{hw × C}`` over spatial positions and project them onto their first
-(kernel) principal component. The sign of a principal component is arbitrary; both classes flip it so that the
-entry with the largest magnitude is positive (scikit-learn's ``svd_flip`` rule, the Seg-Eigen-CAM correction).
-``targets`` is ignored and the forward pass stops at the target layer.
+Each centres its ``hw × C`` matrix (the activations, or ``g ⊙ A`` for Eigen-Grad-CAM) over spatial positions and
+projects it onto its first (kernel) principal component. The sign of a principal component is arbitrary; with
+``sign_correction=True`` (default) each map is flipped so that its largest-magnitude entry is positive
+(scikit-learn's ``svd_flip`` rule; Seg-Eigen-CAM's Eq. 13, which grad-cam applies in ``SegEigenCAM`` — a projection
+of ``|g| ⊙ A`` — but not in ``EigenCAM``/``EigenGradCAM``). Eigen-CAM and KPCA-CAM ignore ``targets`` and stop the
+forward pass at the target layer.
 
 Example:
     >>> import timm, torch
@@ -22,50 +24,40 @@ from torch import Tensor, nn
 from registry import EXPLAINERS
 from registry.errors import ConfigError
 
+from ._pca import centred_rows, positive_peak
 from .base import CAMExplainer, Capture
 
 KERNELS = ('sigmoid', 'rbf', 'poly', 'linear', 'cosine')
-
-
-def _centred_rows(activations: Tensor) -> Tensor:
-    """``[B, C, h, w]`` → ``[B, hw, C]`` in float64 (float32 on MPS), NaN → 0, channels centred over positions.
-
-    Double precision matters: a centred kernel matrix keeps only ~1e-4 of the kernel's magnitude, so float32
-    loses about three digits there.
-    """
-    dtype = torch.float32 if activations.device.type == 'mps' else torch.float64
-    m = torch.nan_to_num(activations.to(dtype), nan=0.0).flatten(2).transpose(1, 2)
-    return m - m.mean(1, keepdim=True)
-
-
-def _positive_peak(proj: Tensor) -> Tensor:
-    """Flip each row of ``[B, n]`` so that its largest-magnitude entry is positive."""
-    peak = proj.gather(1, proj.abs().argmax(1, keepdim=True))
-    return proj * torch.where(peak < 0, -1.0, 1.0).to(proj.dtype)
 
 
 class _ProjectionCAM(CAMExplainer):
     uses_gradients = False
     needs_logits = False
 
-    def __init__(self, target_layer: str | nn.Module | None = None, sign_correction: bool = True,
-                 patch_size: int | Sequence[int] | None = None, num_prefix_tokens: int | None = None,
-                 output_fmt: str | None = None, relu: bool = True, normalize: bool = True, resize: bool = True,
-                 differentiable: bool = False, eval_mode: bool = True) -> None:
+    def __init__(self, target_layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
+                 sign_correction: bool = True, patch_size: int | Sequence[int] | None = None,
+                 num_prefix_tokens: int | None = None, output_fmt: str | None = None, relu: bool = True,
+                 normalize: bool = True, resize: bool = True, differentiable: bool = False, eval_mode: bool = True,
+                 aug_smooth: bool = False) -> None:
         super().__init__(target_layer=target_layer, patch_size=patch_size, num_prefix_tokens=num_prefix_tokens,
-                         output_fmt=output_fmt, relu=relu, normalize=normalize, resize=resize,
-                         differentiable=differentiable, eval_mode=eval_mode)
+                         output_fmt=output_fmt, relu=relu, aug_smooth=aug_smooth, normalize=normalize,
+                         resize=resize, differentiable=differentiable, eval_mode=eval_mode)
         self.sign_correction = sign_correction
+
+    def stack(self, cap: Capture) -> Tensor:
+        """The ``[B, C, h, w]`` stack whose spatial positions are projected (the activations)."""
+        return cap.activations
 
     def projection(self, rows: Tensor) -> Tensor:
         """First principal-component scores ``[B, hw]`` of centred rows ``[B, hw, C]``."""
         raise NotImplementedError
 
     def cam(self, cap: Capture) -> Tensor:
-        b, _, h, w = cap.activations.shape
-        proj = self.projection(_centred_rows(cap.activations))
+        stack = self.stack(cap)
+        b, _, h, w = stack.shape
+        proj = self.projection(centred_rows(stack))
         if self.sign_correction:
-            proj = _positive_peak(proj)
+            proj = positive_peak(proj)
         return proj.reshape(b, h, w)
 
 
@@ -74,8 +66,12 @@ class EigenCAM(_ProjectionCAM):
     """Eigen-CAM (Muhammad & Yeasin, 2020): the activations projected on their first right singular vector.
 
     Args:
-        sign_correction: make the largest-magnitude value positive (``False`` keeps the SVD's arbitrary sign).
-        other arguments: see :class:`~zoo.explainers.base.CAMExplainer`.
+        sign_correction: make the largest-magnitude value positive (default: grad-cam's ``EigenCAM`` projection with
+            grad-cam's own Seg-Eigen-CAM sign correction, ``get_2d_projection_with_sign_correction``); ``False`` keeps
+            the SVD's arbitrary sign (grad-cam's ``EigenCAM`` keeps numpy's, which may differ from torch's: the two
+            are then equal up to sign).
+        other arguments: see :class:`~zoo.explainers.base.CAMExplainer` (``eigen_smooth`` does not apply: the map
+            is a projection already).
     """
 
     aliases = ('eigencam', 'eigen-cam')
@@ -83,6 +79,21 @@ class EigenCAM(_ProjectionCAM):
     def projection(self, rows: Tensor) -> Tensor:
         u, s, _ = torch.linalg.svd(rows, full_matrices=False)
         return u[..., 0] * s[..., :1]
+
+
+@EXPLAINERS.register_module()
+class EigenGradCAM(EigenCAM):
+    """Eigen-Grad-CAM (grad-cam's ``EigenGradCAM``): Eigen-CAM's projection of ``g ⊙ A`` (class-specific).
+
+    Args: see :class:`EigenCAM`.
+    """
+
+    aliases = ('eigengradcam', 'eigen-grad-cam', 'eigen-gradcam')
+    uses_gradients = True
+    needs_logits = True
+
+    def stack(self, cap: Capture) -> Tensor:
+        return cap.gradients * cap.activations
 
 
 @EXPLAINERS.register_module()
@@ -100,15 +111,16 @@ class KPCACAM(_ProjectionCAM):
 
     aliases = ('kpcacam', 'kpca-cam', 'kpca_cam')
 
-    def __init__(self, target_layer: str | nn.Module | None = None, kernel: str = 'sigmoid',
+    def __init__(self, target_layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
+                 kernel: str = 'sigmoid',
                  gamma: float | None = None, coef0: float = 1.0, degree: int = 3, sign_correction: bool = True,
                  patch_size: int | Sequence[int] | None = None, num_prefix_tokens: int | None = None,
                  output_fmt: str | None = None, relu: bool = True, normalize: bool = True, resize: bool = True,
-                 differentiable: bool = False, eval_mode: bool = True) -> None:
+                 differentiable: bool = False, eval_mode: bool = True, aug_smooth: bool = False) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"KPCACAM kernel must be one of {', '.join(KERNELS)}; got {kernel!r}.")
         super().__init__(target_layer=target_layer, sign_correction=sign_correction, patch_size=patch_size,
-                         num_prefix_tokens=num_prefix_tokens, output_fmt=output_fmt, relu=relu,
+                         num_prefix_tokens=num_prefix_tokens, output_fmt=output_fmt, relu=relu, aug_smooth=aug_smooth,
                          normalize=normalize, resize=resize, differentiable=differentiable, eval_mode=eval_mode)
         self.kernel, self.gamma, self.coef0, self.degree = kernel, gamma, coef0, degree
 

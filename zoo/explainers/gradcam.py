@@ -1,7 +1,7 @@
-"""Gradient CAMs: Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM.
+"""Gradient CAMs: Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM, Grad-CAM element-wise, Shapley-CAM.
 
 Each is the :class:`~zoo.explainers.base.CAMExplainer` template with one override. ``A`` is the target layer's
-activation ``[B, C, h, w]``, ``g`` the gradient of the target class logit with respect to it.
+activation ``[B, C, h, w]``, ``g`` the gradient of the target score (by default the class logit) with respect to it.
 
 Example:
     >>> import timm, torch
@@ -64,8 +64,8 @@ class LayerCAM(CAMExplainer):
 
     aliases = ('layercam', 'layer-cam')
 
-    def cam(self, cap: Capture) -> Tensor:
-        return (cap.gradients.clamp_min(0) * cap.activations).sum(1)
+    def contributions(self, cap: Capture) -> Tensor:
+        return cap.gradients.clamp_min(0) * cap.activations
 
 
 @EXPLAINERS.register_module()
@@ -74,5 +74,39 @@ class HiResCAM(CAMExplainer):
 
     aliases = ('hirescam', 'hires-cam')
 
-    def cam(self, cap: Capture) -> Tensor:
-        return (cap.gradients * cap.activations).sum(1)
+    def contributions(self, cap: Capture) -> Tensor:
+        return cap.gradients * cap.activations
+
+
+@EXPLAINERS.register_module()
+class GradCAMElementWise(CAMExplainer):
+    """Grad-CAM element-wise (grad-cam's ``GradCAMElementWise``): ``sum_c relu(g_cij A_cij)``."""
+
+    aliases = ('gradcamelementwise', 'gradcam-elementwise', 'gradcam_elementwise')
+
+    def contributions(self, cap: Capture) -> Tensor:
+        return (cap.gradients * cap.activations).clamp_min(0)
+
+
+@EXPLAINERS.register_module()
+class ShapleyCAM(CAMExplainer):
+    """Shapley-CAM (Cai et al., 2025): ``w_c = mean_ij (g - ½ H·A)_cij``, ``H·A`` the Hessian-vector product of the
+    target score with the activations (a second-order Taylor estimate of each channel's Shapley value).
+
+    With a linear head after global pooling the Hessian of a *logit* is zero and Shapley-CAM equals Grad-CAM; the
+    paper pairs it with the ReST score (logit minus cross-entropy), which a callable target gives, e.g.
+    ``targets=lambda z: z[:, c] - torch.nn.functional.cross_entropy(z, torch.full((len(z),), c), reduction='none')``.
+    """
+
+    aliases = ('shapleycam', 'shapley-cam')
+    second_order = True
+
+    def channel_weights(self, cap: Capture) -> Tensor:
+        act, grad = cap.raw_activations, cap.raw_gradients
+        hvp = None  # a gradient that does not depend on the activations (linear head): H·A = 0
+        if grad.requires_grad:
+            hvp = torch.autograd.grad(grad, act, grad_outputs=act.detach(), retain_graph=True,
+                                      create_graph=self.differentiable, allow_unused=True)[0]
+        g = cap.gradients
+        weights = g.mean((2, 3)) if hvp is None else (g - 0.5 * cap.to_nchw(hvp)).mean((2, 3))
+        return weights if self.differentiable else weights.detach()

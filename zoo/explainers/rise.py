@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from registry import EXPLAINERS
 from registry.errors import ConfigError
 
-from .base import Explainer, Targets, forward_logits, resolve_targets
+from ._targets import TargetScores, target_scores
+from .base import Explainer, Targets, forward_logits
 from .scorecam import show_progress
 
 
@@ -39,7 +40,8 @@ class RISE(Explainer):
         p: probability that a cell is kept.
         seed: seed of the masks (a private CPU generator; global RNG state is untouched).
         batch_size: masked images per forward pass.
-        score: ``'prob'`` (softmax probability, as the paper) or ``'logit'``.
+        score: ``'prob'`` (softmax probability, as the paper) or ``'logit'``, for class-index targets; a callable
+            target gives the score itself.
         progress: show a tqdm bar; ``None`` shows one when there are 8 chunks or more.
         normalize, resize, eval_mode: see :class:`~zoo.explainers.base.Explainer` (RISE maps have the input's
             size already; with ``normalize=False`` they are the expected score under the masks).
@@ -81,14 +83,17 @@ class RISE(Explainer):
         cols = dx[:, None] + torch.arange(width, device=up.device)
         return up[torch.arange(len(up), device=up.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
-    def _scores(self, logits: Tensor, targets: Tensor) -> Tensor:
+    def _scores(self, logits: Tensor, target: TargetScores, rows: Tensor) -> Tensor:
+        if target.kind != 'index':
+            return target(logits, rows).float()
         out = logits.float().softmax(1) if self.score == 'prob' else logits.float()
-        return out.gather(1, targets[:, None])[:, 0]
+        return out.gather(1, target.classes[rows][:, None])[:, 0]
 
     @torch.no_grad()
     def explain(self, model: nn.Module, images: Tensor, targets: Targets) -> Tensor:
         batch, size = images.shape[0], tuple(images.shape[-2:])
-        tgt = resolve_targets(targets, forward_logits(model, images))
+        tgt = target_scores(targets, forward_logits(model, images))
+        index = torch.arange(batch, device=images.device)
         grids, shifts = (t.to(images.device) for t in self.mask_params())
         per_chunk = max(1, self.batch_size // batch)  # masks per chunk; images split when batch > batch_size
         starts = range(0, self.n_masks, per_chunk)
@@ -96,8 +101,8 @@ class RISE(Explainer):
         for start in tqdm(starts, desc='RISE', leave=False, disable=not show_progress(self.progress, len(starts))):
             m = self.masks(grids[start:start + per_chunk], shifts[start:start + per_chunk], size)  # [k, H, W]
             for i in range(0, batch, self.batch_size):
-                x, t = images[i:i + self.batch_size], tgt[i:i + self.batch_size]
+                x, rows = images[i:i + self.batch_size], index[i:i + self.batch_size]
                 masked = (x[:, None] * m[None, :, None].to(x.dtype)).flatten(0, 1)  # [b*k, C, H, W]
-                scores = self._scores(forward_logits(model, masked), t.repeat_interleave(len(m)))
+                scores = self._scores(forward_logits(model, masked), tgt, rows.repeat_interleave(len(m)))
                 sal[i:i + len(x)] += torch.einsum('bk,khw->bhw', scores.view(len(x), len(m)), m)
         return sal / (self.n_masks * self.p)

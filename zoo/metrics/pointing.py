@@ -1,18 +1,31 @@
 """Localisation metrics: pointing game, energy-based pointing game and the mask coverage curve.
 
-* :class:`PointingGame` (Zhang et al., ECCV 2016; TorchRay's ``PointingGame``): the map's maximum (first in
-  row-major order when several pixels tie) is a hit when an object pixel lies closer than ``tolerance`` pixels
-  (Euclidean, strictly, as TorchRay), or under the point itself. Accuracy is computed per class, then averaged over
-  the classes that occur (TorchRay averages over *all* classes, counting an absent class as 0).
-* :class:`EnergyPointingGame` (Score-CAM §4.3; quantus ``RelevanceMassAccuracy``): the share of non-negative
-  saliency inside the object, ``Σ_region L / Σ L`` with ``L = max(map, 0)``; a map without positive mass scores 0.
+* :class:`PointingGame` (Zhang et al., ECCV 2016): the map's maximum is a hit when an object pixel lies closer than
+  ``tolerance`` pixels (Euclidean, strictly, as TorchRay), or under the point itself. Two conventions, each a preset
+  of four switches (recorded in every result's conventions):
+
+  ====================  ==================================================  ===========================================
+  switch                ``convention='torchray'`` (default)                  ``convention='quantus'`` (quantus 0.6)
+  ====================  ==================================================  ===========================================
+  ``tolerance``         15 px                                                0 (the pixel itself)
+  ``ties``              ``'first'``: the first maximum in row-major order   ``'any'``: any pixel equal to the maximum
+  ``empty``             ``'exclude'``: no object → NaN, not averaged         ``'hit'``: no object counts as a hit
+  ``per_class``         mean per class, then over the classes that occur     plain mean over samples
+  ====================  ==================================================  ===========================================
+
+  TorchRay averages over *all* classes of its dataset, counting an absent class as 0; ``'miss'`` is a third
+  ``empty`` choice. Explicit switches override the preset.
+* :class:`EnergyPointingGame` (Score-CAM §4.3; quantus ``RelevanceMassAccuracy``): the share of saliency inside the
+  object, ``Σ_region L / Σ L``. With ``clamp_negative=True`` (default) ``L = max(map, 0)`` and a map without positive
+  mass scores 0; ``False`` uses the signed map as Quantus does (the share may leave [0, 1]).
 * :class:`MaskCoverage`: that share when only the pixels at or above the map's ``q``-th percentile are kept, for
   each ``q`` in ``percentiles``; ``q = 0`` is the energy pointing game on the same region.
 
-Samples without an object (empty mask, box without area) are excluded: their ``per_sample`` is NaN and
-``extras['n_excluded']`` counts them. All three use the object mask (``region='mask'``) or box (``region='box'``);
-the pointing game and the coverage curve default to the mask when masks are given, else the box (``'auto'``), the
-energy pointing game to the box (Score-CAM); the region used is recorded in the result's conventions.
+Samples without an object (empty mask, box without area) are excluded (except with the pointing game's
+``empty='hit'``/``'miss'``): their ``per_sample`` is NaN and ``extras['n_excluded']`` counts them. All three use
+the object mask (``region='mask'``) or box (``region='box'``); the pointing game and the coverage curve default to
+the mask when masks are given, else the box (``'auto'``), the energy pointing game to the box (Score-CAM); the
+region used is recorded in the result's conventions.
 
 Example:
     >>> import torch
@@ -23,10 +36,12 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from registry import EXPLANATION_METRICS
@@ -69,28 +84,65 @@ class _RegionMetric(ExplanationMetric):
         return None
 
 
+POINTING_CONVENTIONS = {
+    'torchray': dict(tolerance=15, ties='first', empty='exclude', per_class=True),
+    'quantus': dict(tolerance=0, ties='any', empty='hit', per_class=False),
+}
+
+
+def dilate(regions: Tensor, tolerance: float) -> Tensor:
+    """Bool ``[B, H, W]``: pixels closer than ``tolerance`` (strictly, Euclidean) to a region pixel, or in it."""
+    r = max(0, math.ceil(tolerance) - 1)
+    if r == 0:
+        return regions
+    off = torch.arange(-r, r + 1, device=regions.device, dtype=torch.float32)
+    disk = (off[:, None] ** 2 + off[None, :] ** 2) < float(tolerance) ** 2
+    hits = F.conv2d(regions[:, None].float(), disk[None, None].float(), padding=r)[:, 0]
+    return hits > 0.5
+
+
 @EXPLANATION_METRICS.register_module()
 class PointingGame(_RegionMetric):
     """Pointing game accuracy in [0, 1] (higher is better).
 
     Args:
-        tolerance: pixels; a hit when an object pixel is closer than this to the map's maximum (default 15, as
-            Zhang et al. and TorchRay). ``0`` counts only the pixel under the point.
+        convention: ``'torchray'`` (default) or ``'quantus'``: the preset of the four switches below (see the
+            module docstring); a switch given explicitly overrides it.
+        tolerance: pixels; a hit when an object pixel is closer than this to the map's maximum (TorchRay: 15).
+            ``0`` counts only the pixel under the point.
+        ties: ``'first'`` (the first maximum in row-major order is the point) or ``'any'`` (a hit when any pixel
+            equal to the maximum is a hit, as Quantus).
+        empty: a sample without object: ``'exclude'`` (NaN, not averaged), ``'hit'`` (Quantus) or ``'miss'``.
+        per_class: average per class (grouped by ``targets``, else the predicted class), then over classes;
+            ``False``: the plain mean over samples.
         region: ``'mask'``, ``'box'`` or ``'auto'`` (default: the mask when masks are given, else the box; the
             region used is recorded in the result's conventions).
-        per_class: average per class (grouped by ``targets``, else the predicted class), then over classes
-            (default, the paper's protocol); ``False``: the plain mean over samples.
     """
 
     name = 'pointing_game'
     aliases = ('pg', 'pointing')
 
-    def __init__(self, tolerance: float = 15, region: str | None = None, per_class: bool = True) -> None:
+    def __init__(self, tolerance: float | None = None, region: str | None = None, per_class: bool | None = None,
+                 ties: str | None = None, empty: str | None = None, convention: str = 'torchray') -> None:
         super().__init__(region)
+        if convention not in POINTING_CONVENTIONS:
+            raise ConfigError(f"PointingGame: convention must be one of {', '.join(POINTING_CONVENTIONS)}, got "
+                              f'{convention!r}.')
+        preset = POINTING_CONVENTIONS[convention]
+        tolerance = preset['tolerance'] if tolerance is None else tolerance
+        ties = preset['ties'] if ties is None else ties
+        empty = preset['empty'] if empty is None else empty
         if tolerance < 0:
             raise ConfigError(f'PointingGame: tolerance (pixels) must be >= 0, got {tolerance}.')
+        if ties not in ('first', 'any'):
+            raise ConfigError(f"PointingGame: ties must be 'first' (first maximum, row-major) or 'any' (any tied "
+                              f'maximum), got {ties!r}.')
+        if empty not in ('exclude', 'hit', 'miss'):
+            raise ConfigError(f"PointingGame: empty must be 'exclude', 'hit' or 'miss', got {empty!r}.")
+        self.convention = convention
         self.tolerance = tolerance
-        self.per_class = bool(per_class)
+        self.ties, self.empty = ties, empty
+        self.per_class = bool(preset['per_class'] if per_class is None else per_class)
 
     def points(self, maps: Tensor) -> Tensor:
         """``[B, 2]`` (y, x) of each map's maximum (the first one in row-major order)."""
@@ -102,15 +154,25 @@ class PointingGame(_RegionMetric):
         reg, has, region = self.regions(images, masks, boxes)
         h, w = maps.shape[-2:]
         pts = self.points(maps)
-        ys = torch.arange(h, device=maps.device, dtype=torch.float32)
-        xs = torch.arange(w, device=maps.device, dtype=torch.float32)
-        d2 = (ys[None, :, None] - pts[:, 0, None, None]) ** 2 + (xs[None, None, :] - pts[:, 1, None, None]) ** 2
-        near = d2 < float(self.tolerance) ** 2
-        near.view(len(pts), -1).scatter_(1, (pts[:, 0] * w + pts[:, 1])[:, None], True)
-        hit = (reg & near).flatten(1).any(1).float()
-        per_sample = torch.where(has, hit, torch.full_like(hit, float('nan')))
+        extras: dict[str, Any] = {}
+        if self.ties == 'first':
+            ys = torch.arange(h, device=maps.device, dtype=torch.float32)
+            xs = torch.arange(w, device=maps.device, dtype=torch.float32)
+            d2 = (ys[None, :, None] - pts[:, 0, None, None]) ** 2 + (xs[None, None, :] - pts[:, 1, None, None]) ** 2
+            near = d2 < float(self.tolerance) ** 2
+            near.view(len(pts), -1).scatter_(1, (pts[:, 0] * w + pts[:, 1])[:, None], True)
+            hit = (reg & near).flatten(1).any(1).float()
+            extras['points'] = pts.cpu()
+        else:
+            flat = maps.flatten(1)
+            tied = (flat == flat.amax(1, keepdim=True)).view_as(maps)
+            hit = (tied & dilate(reg, self.tolerance)).flatten(1).any(1).float()
+            extras['n_tied'] = tied.flatten(1).sum(1).cpu()
+        fill = {'exclude': float('nan'), 'hit': 1.0, 'miss': 0.0}[self.empty]
+        per_sample = torch.where(has, hit, torch.full_like(hit, fill))
         classes = self.groups(model, images, targets)
-        res = self.result(per_sample, region, classes=classes, n_excluded=int((~has).sum()), points=pts.cpu())
+        res = self.result(per_sample, region, classes=classes, n_excluded=int((~has).sum()) if self.empty ==
+                          'exclude' else 0, n_empty=int((~has).sum()), **extras)
         res.extras['class_accuracy'] = self.class_accuracy(res.per_sample, res.classes)
         return res
 
@@ -141,22 +203,25 @@ class EnergyPointingGame(_RegionMetric):
     Args:
         region: ``'box'`` (default, Score-CAM's definition; the masks' tight box when only masks are given) or
             ``'mask'``.
+        clamp_negative: count only positive saliency (default; Score-CAM's maps are non-negative); ``False`` sums
+            the signed map, as Quantus's ``RelevanceMassAccuracy`` (the share may then leave [0, 1]).
     """
 
     name = 'energy_pointing_game'
     aliases = ('ebpg', 'energy')
     default_region = 'box'
 
-    def __init__(self, region: str | None = None) -> None:
+    def __init__(self, region: str | None = None, clamp_negative: bool = True) -> None:
         super().__init__(region)
+        self.clamp_negative = bool(clamp_negative)
 
     def compute(self, model: nn.Module | None, images: Tensor, maps: Tensor, targets: Tensor | None,
                 masks: Tensor | None, boxes: Tensor | None) -> MetricResult:
         reg, has, region = self.regions(images, masks, boxes)
-        energy = maps.clamp(min=0).flatten(1).double()
+        energy = (maps.clamp(min=0) if self.clamp_negative else maps).flatten(1).double()
         inside = (energy * reg.flatten(1)).sum(1)
         total = energy.sum(1)
-        share = torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
+        share = torch.where(total != 0, inside / torch.where(total != 0, total, torch.ones_like(total)),
                             torch.zeros_like(total))
         per_sample = torch.where(has, share, torch.full_like(share, float('nan')))
         return self.result(per_sample, region, classes=self.groups(None, images, targets),

@@ -1,4 +1,5 @@
-"""Pictures: saliency overlays and images × methods grids (tensors in, PNG out; matplotlib, no pyplot state).
+"""Pictures: saliency overlays, images × methods grids, and one-call image loading for explaining (tensors, numpy
+HWC arrays or PIL images in, PNG out; matplotlib, no pyplot state).
 
 Example:
     >>> import torch
@@ -7,7 +8,8 @@ Example:
     (3, 8, 8)
 """
 from .grid import grid_figure, save_grid
-from .overlay import colorize, denormalize, overlay, save_image, save_overlay, to_display
+from .images import load_image, model_preprocessing
+from .overlay import blend, colorize, denormalize, overlay, save_image, save_overlay, to_display, to_map
 
-__all__ = ['colorize', 'denormalize', 'overlay', 'save_image', 'save_overlay', 'to_display', 'grid_figure',
-           'save_grid']
+__all__ = ['blend', 'colorize', 'denormalize', 'overlay', 'save_image', 'save_overlay', 'to_display', 'to_map',
+           'load_image', 'model_preprocessing', 'grid_figure', 'save_grid']
