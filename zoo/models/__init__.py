@@ -5,9 +5,10 @@ model component (``registry.MODELS`` lists it in ``locations``).
 """
 from . import backbones, heads, losses  # noqa: F401  (register components)
 from .classifier import ImageClassifier
+from .lcam import LCAMClassifier
 from .contract import ZooModel
 from .data_preprocessor import ClsDataPreprocessor
 from .explanation import Explanation
 from .preprocessing import Preprocessing
 
-__all__ = ['ZooModel', 'Preprocessing', 'Explanation', 'ImageClassifier', 'ClsDataPreprocessor']
+__all__ = ['ZooModel', 'Preprocessing', 'Explanation', 'ImageClassifier', 'LCAMClassifier', 'ClsDataPreprocessor']
