@@ -18,7 +18,8 @@ The interface (stable; metrics, the zoo and the CLI rely on it)::
 
 Names (CLI alias → registered class): gradcam → GradCAM, gradcam++ → GradCAMPlusPlus, xgradcam → XGradCAM,
 layercam → LayerCAM, hirescam → HiResCAM, eigencam → EigenCAM, kpcacam → KPCACAM, scorecam → ScoreCAM,
-rise → RISE, lcam → LCAM (models with a trained L-CAM attention module). A new explainer is a subclass of :class:`Explainer` (or :class:`CAMExplainer`) decorated with
+rise → RISE, lcam → LCAM (models with a trained L-CAM attention module). A new explainer is a subclass of
+:class:`Explainer` (or :class:`CAMExplainer`) decorated with
 ``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)`` to be reachable from the CLI
 (see docs/explainers.md).
 

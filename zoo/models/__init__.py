@@ -5,10 +5,10 @@ model component (``registry.MODELS`` lists it in ``locations``).
 """
 from . import backbones, heads, losses  # noqa: F401  (register components)
 from .classifier import ImageClassifier
-from .lcam import LCAMClassifier
 from .contract import ZooModel
 from .data_preprocessor import ClsDataPreprocessor
 from .explanation import Explanation
+from .lcam import LCAMClassifier
 from .preprocessing import Preprocessing
 
 __all__ = ['ZooModel', 'Preprocessing', 'Explanation', 'ImageClassifier', 'LCAMClassifier', 'ClsDataPreprocessor']
