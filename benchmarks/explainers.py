@@ -6,6 +6,7 @@ grad-cam call includes building its ``with`` context, as its README does; ours i
 
     python benchmarks/explainers.py                              # GradCAM + ScoreCAM, batch 32, 224 px, resnet18
     python benchmarks/explainers.py --methods scorecam --batch 2 --repeats 1 --warmup 0
+    python benchmarks/explainers.py --methods lcam               # L-CAM maps/s vs our Grad-CAM and Score-CAM
 
 Note: grad-cam's ScoreCAM materialises every masked copy of the batch at once
 (``B × C × 3 × H × W`` floats: 9.9 GB for 32 × 512 channels at 224 px, plus 3.3 GB of upsampled masks), so the
@@ -65,9 +66,32 @@ def bench(method: str, model: torch.nn.Module, x: torch.Tensor, repeats: int, ch
     return {'ours_s': o, 'theirs_s': t, 'ratio': o / t}
 
 
+def bench_lcam(model_name: str, x: torch.Tensor, repeats: int, chunk: int, warmup: int = 1) -> dict[str, float]:
+    """Maps per second of L-CAM (one forward pass) and of our Grad-CAM and Score-CAM on one L-CAM model whose
+    frozen classifier is timm ``model_name`` (random init; the attention module untrained: speed only)."""
+    from registry import MODELS
+    from zoo.explainers import build_explainer
+
+    model = MODELS.build(dict(type='LCAMClassifier', classifier=dict(
+        type='ImageClassifier', backbone=dict(type='TimmBackbone', model_name=model_name),
+        head=dict(type='LinearClsHead', num_classes=1000)))).eval().to(x.device)
+    methods = {'lcam': build_explainer('lcam'), 'gradcam': build_explainer('gradcam'),
+               'scorecam': build_explainer('scorecam', batch_size=chunk, progress=False)}
+    for explainer in methods.values():
+        for _ in range(warmup):
+            explainer(model, x)
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    names = list(methods)
+    for i in range(repeats):  # a rotating order, so a drift in machine load favours no method
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            times[name].append(_time(lambda e=methods[name]: e(model, x)))
+    return {k: len(x) / statistics.median(v) for k, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--methods', nargs='+', default=['gradcam', 'scorecam'], choices=['gradcam', 'scorecam'])
+    p.add_argument('--methods', nargs='+', default=['gradcam', 'scorecam'], choices=['gradcam', 'scorecam', 'lcam'],
+                   help='lcam: maps/s of L-CAM vs our Grad-CAM and Score-CAM (no grad-cam reference exists)')
     p.add_argument('--model', default='resnet18')
     p.add_argument('--batch', type=int, default=32)
     p.add_argument('--size', type=int, default=224)
@@ -87,6 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f'{args.model} (random init), batch {args.batch}, {args.size} px, device {args.device}, '
           f'{torch.get_num_threads()} threads, median of {args.repeats}')
     for method in args.methods:
+        if method == 'lcam':
+            r = bench_lcam(args.model, x, args.repeats, args.scorecam_batch, args.warmup)
+            print('lcam      ' + '   '.join(f'{k} {v:8.2f} maps/s' for k, v in r.items()) +
+                  f"   lcam/gradcam = {r['lcam'] / r['gradcam']:.1f}x   lcam/scorecam = "
+                  f"{r['lcam'] / r['scorecam']:.0f}x faster", flush=True)
+            continue
         r = bench(method, model, x, args.repeats, args.scorecam_batch, args.warmup)
         print(f"{method:9s} ours {r['ours_s']:8.3f} s   grad-cam {r['theirs_s']:8.3f} s   "
               f"ours/grad-cam = {r['ratio']:.3f}", flush=True)
