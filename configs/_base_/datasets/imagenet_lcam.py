@@ -1,9 +1,9 @@
 # ImageNet for L-CAM (the official data_loader): resize the shorter side to 256, random 224 crop + flip for
 # training; resize 256 + centre crop 224 for testing. Layout: zoo.datasets.ImageNetFolder (docs/lcam.md):
 #   data/imagenet/train/<wnid>/*.JPEG and data/imagenet/val/<wnid>/*.JPEG
-# The paper evaluates on 2000 validation images: pass their list with
-#   --cfg-options test_dataloader.dataset.ann_file=Evaluation_2000.txt test_dataloader.dataset.split=val_flat
-# (a list file of "<file> <label>" lines, paths relative to data_root/<split>).
+# The paper evaluates on 2000 validation images (bmezaris/L-CAM datalist/ILSVRC/Evaluation_2000.txt, "<file> <label>"
+# lines naming the flat official validation folder): put that folder at data/imagenet/val_flat and pass
+#   --cfg-options test_dataloader.dataset.split=val_flat test_dataloader.dataset.ann_file=Evaluation_2000.txt
 dataset_type = 'ImageNetFolder'
 data_root = 'data/imagenet'
 
