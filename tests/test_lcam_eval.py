@@ -138,3 +138,40 @@ def test_recipes(data):
         base = load_config(str(ROOT / 'configs/efficientnetlite0_baseline_clutteredfmnist.py'))
         assert img.model.classifier == base.model
         assert img.model.classifier_checkpoint == 'work_dirs/efficientnetlite0_baseline_clutteredfmnist'
+
+
+@pytest.mark.slow
+def test_embedded_recipe_trains_and_tests_through_the_tools(tmp_path: Path):
+    """configs/efficientnetlite0_lcam-img_clutteredfmnist.py on a few images: tools/train.py on a classifier
+    checkpoint, then tools/test.py --explainers lcam,gradcam with the paper's metrics."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from registry import MODELS
+
+    from .conftest import load_tool
+
+    base = load_config(str(ROOT / 'configs/efficientnetlite0_baseline_clutteredfmnist.py'))
+    torch.manual_seed(0)
+    clf = MODELS.build(dict(base.model, backbone=dict(base.model.backbone, pretrained=False)))
+    save_file(clf.state_dict(), str(tmp_path / 'classifier.safetensors'))
+    tiny = ['train_dataloader.dataset.num_samples=4', 'train_dataloader.batch_size=2',
+            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+            'test_dataloader.dataset.num_samples=4', 'test_dataloader.batch_size=2',
+            'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
+    recipe = str(ROOT / 'configs/efficientnetlite0_lcam-img_clutteredfmnist.py')
+    load_tool('train').main([recipe, '--work-dir', str(tmp_path / 'run'), '--cfg-options', *tiny,
+                             f'model.classifier_checkpoint={tmp_path / "classifier.safetensors"}',
+                             'train_cfg.max_epochs=1'])
+    load_tool('test').main([recipe, str(tmp_path / 'run' / 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test'),
+                            '--out', str(tmp_path / 'metrics.json'), '--explainers', 'lcam,gradcam',
+                            '--explain-metrics', 'average_drop,increase_in_confidence,pointing_game',
+                            '--cfg-options', *tiny])
+    metrics = json.loads((tmp_path / 'metrics.json').read_text())['metrics']
+    for key in ('explain/lcam/average_drop', 'explain/gradcam/increase_in_confidence',
+                'explain/lcam/pointing_game', 'accuracy/top1'):
+        assert key in metrics and not math.isnan(metrics[key]), key
+    # the frozen classifier is the checkpoint's: Grad-CAM on the L-CAM model = Grad-CAM on the classifier
+    trained = torch.load(tmp_path / 'run' / 'epoch_1.pth', map_location='cpu', weights_only=False)['state_dict']
+    assert all(torch.equal(trained[f'classifier.{k}'], v) for k, v in clf.state_dict().items())
