@@ -10,6 +10,7 @@ hook set-up and removal.
     python benchmarks/explainers.py                                   # gradcam, scorecam on resnet18, batch 32, 224 px
     python benchmarks/explainers.py --models resnet50 vit_small_patch16_224 --methods gradcam fullgrad ablationcam
     python benchmarks/explainers.py --models resnet50 --methods scorecam --batch 1 --repeats 1 --warmup 0
+    python benchmarks/explainers.py --methods lcam                    # L-CAM maps/s vs our Grad-CAM and Score-CAM
 
 Rows print as they finish: ``model  method  ours  reference  ours/reference`` in wall time, then the same ratio in
 CPU time of the process (all threads), which a busy machine disturbs less than wall time. ``--methods all`` runs every
@@ -130,10 +131,34 @@ def bench(method: str, model: torch.nn.Module, x: torch.Tensor, repeats: int, ch
     return {'ours_s': o, 'theirs_s': t, 'ratio': o / t, 'ours_cpu_s': oc, 'theirs_cpu_s': tc, 'cpu_ratio': oc / tc}
 
 
+def bench_lcam(model_name: str, x: torch.Tensor, repeats: int, chunk: int, warmup: int = 1) -> dict[str, float]:
+    """Maps per second of L-CAM (one forward pass) and of our Grad-CAM and Score-CAM on one L-CAM model whose
+    frozen classifier is timm ``model_name`` (random init; the attention module untrained: speed only)."""
+    from registry import MODELS
+    from zoo.explainers import build_explainer
+
+    model = MODELS.build(dict(type='LCAMClassifier', classifier=dict(
+        type='ImageClassifier', backbone=dict(type='TimmBackbone', model_name=model_name),
+        head=dict(type='LinearClsHead', num_classes=1000)))).eval().to(x.device)
+    methods = {'lcam': build_explainer('lcam'), 'gradcam': build_explainer('gradcam'),
+               'scorecam': build_explainer('scorecam', batch_size=chunk, progress=False)}
+    for explainer in methods.values():
+        for _ in range(warmup):
+            explainer(model, x)
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    names = list(methods)
+    for i in range(repeats):  # a rotating order, so a drift in machine load favours no method
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            times[name].append(_time(lambda e=methods[name]: e(model, x)))
+    return {k: len(x) / statistics.median(v) for k, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     methods = [*GRADCAM, *CAPTUM]
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--methods', nargs='+', default=['gradcam', 'scorecam'], choices=[*methods, 'all'])
+    p.add_argument('--methods', nargs='+', default=['gradcam', 'scorecam'], choices=[*methods, 'lcam', 'all'],
+                   help="'all' = every method with a reference; lcam: maps/s of L-CAM vs our Grad-CAM and Score-CAM "
+                        '(no reference implementation exists)')
     p.add_argument('--models', nargs='+', default=['resnet18'],
                    help='timm model names (random init), e.g. resnet18 resnet50 vit_small_patch16_224')
     p.add_argument('--batch', type=int, default=32)
@@ -159,6 +184,12 @@ def main(argv: list[str] | None = None) -> None:
         x = torch.randn(args.batch, 3, args.size, args.size, device=args.device,
                         generator=torch.Generator(args.device).manual_seed(0))
         for method in chosen:
+            if method == 'lcam':
+                r = bench_lcam(name, x, args.repeats, args.chunk, args.warmup)
+                print(f'{name:24s} lcam      ' + '   '.join(f'{k} {v:8.2f} maps/s' for k, v in r.items()) +
+                      f"   lcam/gradcam = {r['lcam'] / r['gradcam']:.1f}x   lcam/scorecam = "
+                      f"{r['lcam'] / r['scorecam']:.0f}x faster", flush=True)
+                continue
             r = bench(method, model, x, args.repeats, args.chunk, args.warmup)
             print(f"{name:24s} {method:19s} ours {r['ours_s']:9.3f} s   reference {r['theirs_s']:9.3f} s   "
                   f"ours/reference = {r['ratio']:.3f}   (CPU time: {r['ours_cpu_s']:.1f} s / {r['theirs_cpu_s']:.1f} s "

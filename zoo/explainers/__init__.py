@@ -26,7 +26,8 @@ layercam → LayerCAM, hirescam → HiResCAM, gradcamelementwise → GradCAMElem
 finercam → FinerCAM, eigencam → EigenCAM, eigengradcam → EigenGradCAM, kpcacam → KPCACAM, scorecam → ScoreCAM,
 sscam → SSCAM, iscam → ISCAM, ablationcam → AblationCAM, fullgrad → FullGrad, saliency → Saliency,
 ig → IntegratedGradients, smoothgrad → SmoothGrad, guidedbackprop → GuidedBackprop,
-guidedgradcam → GuidedGradCAM, rise → RISE. A new explainer is a subclass of :class:`Explainer` (or
+guidedgradcam → GuidedGradCAM, rise → RISE, lcam → LCAM (models with a
+trained L-CAM attention module). A new explainer is a subclass of :class:`Explainer` (or
 :class:`CAMExplainer`) decorated with ``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)`` to be
 reachable from the CLI (see docs/explainers.md).
 
@@ -46,7 +47,7 @@ from typing import Any
 from registry import EXPLAINERS
 from registry.aliases import alias_table, build_from_alias, resolve_alias
 
-from . import ablation, eigencam, finercam, fullgrad, gradcam, guided, pixel, rise, scorecam  # noqa: F401
+from . import ablation, eigencam, finercam, fullgrad, gradcam, guided, lcam, pixel, rise, scorecam  # noqa: F401
 from ._targets import TargetScores, target_scores
 from .ablation import AblationCAM
 from .base import CAMExplainer, Capture, Explainer, minmax_normalize, model_state, resize_maps
@@ -55,6 +56,7 @@ from .finercam import FinerCAM
 from .fullgrad import FullGrad
 from .gradcam import GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM, LayerCAM, ShapleyCAM, XGradCAM
 from .guided import GuidedBackprop, GuidedGradCAM
+from .lcam import LCAM
 from .pixel import IntegratedGradients, PixelExplainer, Saliency, SmoothGrad
 from .rise import RISE
 from .scorecam import ISCAM, SSCAM, ScoreCAM
@@ -95,4 +97,4 @@ __all__ = ['Explainer', 'CAMExplainer', 'PixelExplainer', 'Capture', 'TargetScor
            'model_state', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM', 'HiResCAM', 'GradCAMElementWise',
            'ShapleyCAM', 'FinerCAM', 'EigenCAM', 'EigenGradCAM', 'KPCACAM', 'ScoreCAM', 'SSCAM', 'ISCAM',
            'AblationCAM', 'FullGrad', 'Saliency', 'IntegratedGradients', 'SmoothGrad', 'GuidedBackprop',
-           'GuidedGradCAM', 'RISE']
+           'GuidedGradCAM', 'RISE', 'LCAM']

@@ -8,6 +8,7 @@ from .classifier import ImageClassifier
 from .contract import ZooModel
 from .data_preprocessor import ClsDataPreprocessor
 from .explanation import Explanation
+from .lcam import LCAMClassifier
 from .preprocessing import Preprocessing
 
-__all__ = ['ZooModel', 'Preprocessing', 'Explanation', 'ImageClassifier', 'ClsDataPreprocessor']
+__all__ = ['ZooModel', 'Preprocessing', 'Explanation', 'ImageClassifier', 'LCAMClassifier', 'ClsDataPreprocessor']
