@@ -226,7 +226,7 @@ class Preprocessing:
         steps = [TRANSFORMS.build(s) for s in self.steps()]
 
         def transform(rgb: Any) -> Tensor:
-            img = torch.as_tensor(np.asarray(rgb)) if not isinstance(rgb, Tensor) else rgb
+            img = rgb if isinstance(rgb, Tensor) else torch.from_numpy(np.array(rgb))  # copy: PIL arrays are read-only
             if img.ndim == 3 and img.shape[-1] in (1, 3) and img.shape[0] not in (1, 3):
                 img = img.permute(2, 0, 1)
             out: Any = {'img': tv_tensors.Image(img.contiguous())}
