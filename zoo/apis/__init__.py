@@ -10,7 +10,7 @@ from typing import Any
 _LAZY = {
     'apply_cfg_options': 'zoo.apis.config', 'load_config': 'zoo.apis.config',
     'explain': 'zoo.apis.explaining', 'explain_images': 'zoo.apis.explaining',
-    'init_model': 'zoo.apis.inference', 'load_images': 'zoo.apis.inference',
+    'init_model': 'zoo.apis.inference', 'load_images': 'zoo.apis.inference', 'last_log_file': 'zoo.apis._runner',
     'test': 'zoo.apis.testing', 'train': 'zoo.apis.training',
 }
 

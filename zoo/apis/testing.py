@@ -31,7 +31,7 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
          cfg_options: Iterable[str] | Mapping[str, Any] | None = None, launcher: str = 'none',
          explainers: Sequence[Any] | None = None, explain_metrics: Sequence[Any] | None = None,
          explain_subset: int | None = None, explain_dir: str | None = None,
-         explain_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+         explain_options: Mapping[str, Any] | None = None, verbose: bool = False) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the config's test set; return the metrics (and write them to ``out``).
 
     The checkpoint is loaded strictly: weights from another architecture or class count are an error naming
@@ -42,6 +42,8 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
     ``explain_metrics`` (default insertion, deletion, pointing game) on ``explain_subset`` test samples (``None``:
     all), reported as ``explain/<explainer>/<metric>``; ``explain_options`` are further ``ExplanationQuality``
     arguments (``explain_class``, ``num_examples``, ...).
+
+    ``verbose``: mmengine's full console output instead of progress bars (the log file holds it either way).
     """
     from zoo.engine.hooks import unwrap
     from zoo.models.weights import load_model_weights
@@ -58,7 +60,7 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
         raise ConfigError('explain_metrics were given without explainers: name the explainers to score, e.g. '
                           "--explainers gradcam,eigencam.")
     add_explanation_quality(cfg, explainers, explain_metrics, explain_subset, explain_dir, explain_options)
-    prepare_runtime(cfg, work_dir, config, launcher)
+    prepare_runtime(cfg, work_dir, config, launcher, verbose=verbose)
     runner = build_runner(cfg)
     meta = load_model_weights(unwrap(runner.model), checkpoint, trust_pickle=True)
     names = (meta.get('dataset_meta') or {}).get('classes')

@@ -9,12 +9,13 @@ from .checkpoint_hook import AtomicCheckpointHook
 from .distributed import CPUDistributedDataParallel, init_cpu_process_group
 from .hooks import ClassNamesHook
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
+from .progress import ProgressBarHook
 from .resume import ExactResumeHook
 from .schedulers import FixMatchCosineLR
 
 register_trusted_local_loader()
 
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'CPUDistributedDataParallel', 'ClassNamesHook',
-           'ExactResumeHook', 'FixMatchCosineLR', 'ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop',
-           'find_resume_checkpoint', 'init_cpu_process_group', 'is_complete_checkpoint',
+           'ExactResumeHook', 'FixMatchCosineLR', 'ProgressBarHook', 'ResumableEpochBasedTrainLoop',
+           'ResumableIterBasedTrainLoop', 'find_resume_checkpoint', 'init_cpu_process_group', 'is_complete_checkpoint',
            'register_trusted_local_loader']

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
@@ -111,6 +112,8 @@ class ExplanationQuality(BaseMetric):
         self.batch_size = None if batch_size is None else int(batch_size)
         self._pending: list[tuple[Tensor, Any, dict]] = []
         self._progress = Fraction(0)
+        self.seconds = 0.0
+        """Wall time this process spent explaining and scoring (recorded in results.json as ``seconds``)."""
         self.model: torch.nn.Module | None = None
         self.dataset_len: int | None = None
         self._chosen: set[int] | None = None
@@ -129,16 +132,20 @@ class ExplanationQuality(BaseMetric):
         if self.out_dir is None:
             self.out_dir = out_dir
         self._chosen, self._seen, self._keep, self._pending, self._progress = None, 0, {}, [], Fraction(0)
+        self.seconds = 0.0
         if self.subset is not None and dataset_len:
             g = torch.Generator().manual_seed(self.seed)
             self._chosen = set(torch.randperm(dataset_len, generator=g)[:self.subset].tolist())
-        if self.progress and get_rank() == 0:
-            from tqdm.auto import tqdm
+        self._bar = None  # opened when the first batch is explained (not while the test loop's bar runs)
 
-            n = dataset_len if self.subset is None else min(self.subset, dataset_len or self.subset)
-            total = math.ceil(n / get_world_size()) if n else None
-            self._bar = tqdm(total=total, desc=f"explaining ({', '.join(self.explainers)})", unit='img',
-                             leave=False)
+    def _open_bar(self) -> None:
+        if self._bar is not None or not self.progress or get_rank() != 0:
+            return
+        from tqdm.auto import tqdm
+
+        n = self.dataset_len if self.subset is None else min(self.subset, self.dataset_len or self.subset)
+        total = math.ceil(n / get_world_size()) if n else None
+        self._bar = tqdm(total=total, desc=f"explaining ({', '.join(self.explainers)})", unit='img', leave=False)
 
     def conventions(self) -> dict[str, Any]:
         """How the maps were made and scored (explainer configs and the model's default target layer, metric
@@ -181,12 +188,16 @@ class ExplanationQuality(BaseMetric):
 
     def flush(self) -> None:
         """Explain and score the collected samples (called every ``batch_size`` samples and before evaluating)."""
+        start = time.perf_counter()
+        if self._pending:
+            self._open_bar()
         while self._pending:
             n = len(self._pending) if self.batch_size is None else self.batch_size
             chunk, self._pending = self._pending[:n], self._pending[n:]
             raw = [c[0] for c in chunk]
             for rec, new in zip((c[2] for c in chunk), self._explain(raw, [c[1] for c in chunk])):
                 rec.update(new)
+        self.seconds += time.perf_counter() - start
 
     def evaluate(self, size: int) -> dict:
         self.flush()
@@ -263,6 +274,7 @@ class ExplanationQuality(BaseMetric):
             self._bar = None
         records = [r for r in results if r is not None]
         summary = summarize(self, records)
+        summary['seconds'] = round(self.seconds, 3)  # the main process's explaining time
         self.last_summary = summary
         if self.out_dir:
             summary['files'] = write_report(summary, records, self.out_dir, self)

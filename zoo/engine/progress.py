@@ -1,0 +1,102 @@
+"""``ProgressBarHook``: tqdm bars for training iterations, validation and testing (registry ``HOOKS``).
+
+mmengine's ``LoggerHook`` writes a line every ``interval`` iterations; with a quiet console (the tools' default,
+see ``zoo.apis._runner``) those lines go to the log file only and this hook shows the progress instead: one bar per
+loop, on the main process, removed when the loop ends. The training bar shows the latest losses (every loss term,
+e.g. LICO's ``loss_mm`` and ``loss_ot``) as its postfix.
+
+Example (in a config; the tools add it themselves unless ``--verbose``)::
+
+    custom_hooks = [dict(type='ProgressBarHook')]
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+
+from registry import HOOKS
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value.item() if hasattr(value, 'item') else value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+@HOOKS.register_module()
+class ProgressBarHook(Hook):
+    """One tqdm bar per training, validation and test loop (main process only).
+
+    Args:
+        mininterval: seconds between two redraws (tqdm's ``mininterval``).
+        leave: keep the finished bars on the console (default: remove them).
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, mininterval: float = 1.0, leave: bool = False) -> None:
+        self.mininterval = float(mininterval)
+        self.leave = bool(leave)
+        self._bars: dict[str, Any] = {}
+
+    def _open(self, kind: str, runner: Any, total: int | None, initial: int = 0, unit: str = 'it') -> None:
+        self._close(kind)
+        if not is_main_process():
+            return
+        from tqdm.auto import tqdm
+
+        name = os.path.basename(os.path.normpath(runner.work_dir)) if runner.work_dir else ''
+        self._bars[kind] = tqdm(total=total, initial=initial, desc=f'{kind} {name}'.strip(), unit=unit,
+                                mininterval=self.mininterval, leave=self.leave, dynamic_ncols=True)
+
+    def _step(self, kind: str, postfix: Mapping[str, Any] | None = None) -> None:
+        bar = self._bars.get(kind)
+        if bar is None:
+            return
+        if postfix:
+            values = {k: _number(v) for k, v in postfix.items() if k.startswith('loss')}
+            bar.set_postfix({k: f'{v:.4g}' for k, v in values.items() if v is not None}, refresh=False)
+        bar.update(1)
+
+    def _close(self, kind: str) -> None:
+        bar = self._bars.pop(kind, None)
+        if bar is not None:
+            bar.close()
+
+    # --- training ---------------------------------------------------------------------------------------------
+    def before_train(self, runner: Any) -> None:
+        self._open('training', runner, runner.max_iters, initial=runner.iter)
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        self._step('training', outputs if isinstance(outputs, Mapping) else None)
+
+    def after_train(self, runner: Any) -> None:
+        self._close('training')
+
+    # --- validation and test ----------------------------------------------------------------------------------
+    def before_val_epoch(self, runner: Any) -> None:
+        self._open('validating', runner, len(runner.val_dataloader), unit='batch')
+
+    def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        self._step('validating')
+        if batch_idx + 1 >= len(runner.val_dataloader):
+            self._close('validating')  # before the evaluator's own work (and bars) starts
+
+    def after_val_epoch(self, runner: Any, metrics: Any = None) -> None:
+        self._close('validating')
+
+    def before_test_epoch(self, runner: Any) -> None:
+        self._open('testing', runner, len(runner.test_dataloader), unit='batch')
+
+    def after_test_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        self._step('testing')
+        if batch_idx + 1 >= len(runner.test_dataloader):
+            self._close('testing')  # before the evaluator's own work (and bars) starts
+
+    def after_test_epoch(self, runner: Any, metrics: Any = None) -> None:
+        self._close('testing')
