@@ -11,6 +11,7 @@ The log file is ``<work_dir>/<timestamp>/<timestamp>.log`` (:func:`last_log_file
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import re
@@ -176,12 +177,22 @@ def _unique_experiment_name(cfg: Config) -> None:
 
 class ZooRunner(Runner):
     """mmengine's ``Runner`` whose console shows only what :class:`ConsoleFilter` lets through (the log file keeps
-    everything); what :func:`build_runner` builds unless the config names another ``runner_type``."""
+    everything); what :func:`build_runner` builds unless the config names another ``runner_type``.
+
+    With ``keep_config_dump=True`` (what ``zoo.apis.test`` sets) a work dir that already holds a config dump keeps
+    it: testing a checkpoint in its training work dir must not replace the training config (with its
+    training-only parts, which say how the model was trained) by the inference config of the test.
+    """
 
     def build_logger(self, log_level: int | str = 'INFO', log_file: str | None = None, **kwargs: Any) -> Any:
         logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
         quiet_console(logger, console_level(self.cfg))
         return logger
+
+    def dump_config(self) -> None:
+        if self.cfg.get('keep_config_dump') and glob.glob(os.path.join(glob.escape(self.work_dir), '*.py')):
+            return  # the log file holds this run's config
+        super().dump_config()
 
 
 def build_runner(cfg: Config) -> Any:

@@ -61,6 +61,7 @@ def test(config: Any, checkpoint: str, work_dir: str | None = None, out: str | N
                           "--explainers gradcam,eigencam.")
     add_explanation_quality(cfg, explainers, explain_metrics, explain_subset, explain_dir, explain_options)
     prepare_runtime(cfg, work_dir, config, launcher, verbose=verbose)
+    cfg.keep_config_dump = True  # a training work dir keeps its training config dump
     runner = build_runner(cfg)
     meta = load_model_weights(unwrap(runner.model), checkpoint, trust_pickle=True)
     names = (meta.get('dataset_meta') or {}).get('classes')
