@@ -110,10 +110,10 @@ def push_to_hub(source: str | os.PathLike, repo_id: str, *, revision: str | None
         raise ConfigError(f'--repo-id must be ORG/NAME (letters, digits, ".", "-", "_"), got {repo_id!r}.')
     if create_pr and revision not in (None, 'main'):
         raise ConfigError('--create-pr opens a pull request against main; leave out --revision.')
-    if dry_run is not None:
-        check_dry_run_folder(dry_run, overwrite)
     found = work_dir_evaluation(source, config, metrics=list(results) or None, explain=explain_results,
                                 comparison=comparison, names=[repo_id.split('/')[-1]], include=evaluation)
+    if dry_run is not None:  # (after the source is found: a wrong source is the first thing to hear about)
+        check_dry_run_folder(dry_run, overwrite)
     model, cfg = load_trained(source, config, trust_pickle=trust_pickle)
     export_kw = dict(metrics=dict(metrics) if metrics else None, evaluation=found, figure=figure,
                      example_images=example_images, repo_id=repo_id)
