@@ -47,8 +47,9 @@ model = dict(
     alignment_defaults=dict(spatial_size=2 * 2),  # test_resnet at 64 px
 )
 '''
-EXPLAIN = dict(explainers=['gradcam'], explain_metrics=[dict(type='Insertion', step=512), dict(type='Deletion', step=512),
-                                                        dict(type='PointingGame', tolerance=4)], explain_subset=6)
+EXPLAIN = dict(explainers=['gradcam'], explain_subset=6,
+               explain_metrics=[dict(type='Insertion', step=512), dict(type='Deletion', step=512),
+                                dict(type='PointingGame', tolerance=4)])
 _CACHE: dict[str, Any] = {}
 
 

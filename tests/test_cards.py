@@ -93,7 +93,8 @@ def test_export_without_evaluation_outputs_says_so_and_dry_run_never_overwrites(
     again = run_tool('tools/push_to_hub.py', str(trained), '--repo-id', 'lab/tiny', '--dry-run', str(out),
                      timeout=300)
     assert again.returncode == 2 and again.stderr.count('\n') == 1
-    assert again.stderr.startswith('error: ') and 'already holds an export' in again.stderr and '--overwrite' in again.stderr
+    assert again.stderr.startswith('error: ') and 'already holds an export' in again.stderr
+    assert '--overwrite' in again.stderr
     assert (out / 'config.json').read_text() == config
     forced = run_tool('tools/push_to_hub.py', str(trained), '--repo-id', 'lab/tiny2', '--dry-run', str(out),
                       '--overwrite', timeout=300)

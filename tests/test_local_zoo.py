@@ -66,7 +66,8 @@ def test_entry_has_provenance_and_metrics(demo_run: DemoRun):  # noqa: F811
     assert zoo_index.entry_metric(entry, 'accuracy/top1') == metrics['accuracy/top1']
     assert zoo_index.entry_metric(entry, 'explain/gradcam/insertion') == pytest.approx(
         metrics['explain/gradcam/insertion'])
-    assert rows[NAMES['lico']]['weights'] == 'local' and rows[NAMES['lico']]['top1'] == f"{metrics['accuracy/top1']:.2f}"
+    row = rows[NAMES['lico']]
+    assert row['weights'] == 'local' and row['top1'] == f"{metrics['accuracy/top1']:.2f}"
     assert entry.weights_sha256 == sha256_file(Path(entry.config).parent / 'model.safetensors')
 
 
