@@ -189,6 +189,23 @@ class ZooRunner(Runner):
         quiet_console(logger, console_level(self.cfg))
         return logger
 
+    def train(self) -> Any:
+        try:
+            return super().train()
+        finally:
+            self._close_progress_bars()
+
+    def test(self) -> dict:
+        try:
+            return super().test()
+        finally:
+            self._close_progress_bars()
+
+    def _close_progress_bars(self) -> None:
+        for hook in self.hooks:
+            if callable(getattr(hook, 'close_all', None)):
+                hook.close_all()
+
     def dump_config(self) -> None:
         if self.cfg.get('keep_config_dump') and glob.glob(os.path.join(glob.escape(self.work_dir), '*.py')):
             return  # the log file holds this run's config

@@ -43,18 +43,22 @@ class ProgressBarHook(Hook):
         self.mininterval = float(mininterval)
         self.leave = bool(leave)
         self._bars: dict[str, Any] = {}
+        self._pending: dict[str, dict[str, Any]] = {}
 
-    def _open(self, kind: str, runner: Any, total: int | None, initial: int = 0, unit: str = 'it') -> None:
+    def _plan(self, kind: str, runner: Any, total: int | None, initial: int = 0, unit: str = 'it') -> None:
+        """Get a bar ready; it is drawn once the first iteration has run (a loop that fails at once — a wrong
+        setting, an unreadable first image — prints its one-line error and no bar)."""
         self._close(kind)
-        if not is_main_process():
-            return
-        from tqdm.auto import tqdm
-
-        name = os.path.basename(os.path.normpath(runner.work_dir)) if runner.work_dir else ''
-        self._bars[kind] = tqdm(total=total, initial=initial, desc=f'{kind} {name}'.strip(), unit=unit,
-                                mininterval=self.mininterval, leave=self.leave, dynamic_ncols=True)
+        if is_main_process():
+            name = os.path.basename(os.path.normpath(runner.work_dir)) if runner.work_dir else ''
+            self._pending[kind] = dict(total=total, initial=initial, desc=f'{kind} {name}'.strip(), unit=unit)
 
     def _step(self, kind: str, postfix: Mapping[str, Any] | None = None) -> None:
+        if kind in self._pending:
+            from tqdm.auto import tqdm
+
+            self._bars[kind] = tqdm(**self._pending.pop(kind), mininterval=self.mininterval, leave=self.leave,
+                                    dynamic_ncols=True)
         bar = self._bars.get(kind)
         if bar is None:
             return
@@ -64,13 +68,19 @@ class ProgressBarHook(Hook):
         bar.update(1)
 
     def _close(self, kind: str) -> None:
+        self._pending.pop(kind, None)
         bar = self._bars.pop(kind, None)
         if bar is not None:
             bar.close()
 
+    def close_all(self) -> None:
+        """Close every open bar (a loop that stopped on an error leaves no half-drawn bar before the message)."""
+        for kind in {*self._bars, *self._pending}:
+            self._close(kind)
+
     # --- training ---------------------------------------------------------------------------------------------
     def before_train(self, runner: Any) -> None:
-        self._open('training', runner, runner.max_iters, initial=runner.iter)
+        self._plan('training', runner, runner.max_iters, initial=runner.iter)
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         self._step('training', outputs if isinstance(outputs, Mapping) else None)
@@ -80,7 +90,7 @@ class ProgressBarHook(Hook):
 
     # --- validation and test ----------------------------------------------------------------------------------
     def before_val_epoch(self, runner: Any) -> None:
-        self._open('validating', runner, len(runner.val_dataloader), unit='batch')
+        self._plan('validating', runner, len(runner.val_dataloader), unit='batch')
 
     def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         self._step('validating')
@@ -91,7 +101,7 @@ class ProgressBarHook(Hook):
         self._close('validating')
 
     def before_test_epoch(self, runner: Any) -> None:
-        self._open('testing', runner, len(runner.test_dataloader), unit='batch')
+        self._plan('testing', runner, len(runner.test_dataloader), unit='batch')
 
     def after_test_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         self._step('testing')

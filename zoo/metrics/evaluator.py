@@ -138,6 +138,11 @@ class ExplanationQuality(BaseMetric):
             self._chosen = set(torch.randperm(dataset_len, generator=g)[:self.subset].tolist())
         self._bar = None  # opened when the first batch is explained (not while the test loop's bar runs)
 
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
     def _open_bar(self) -> None:
         if self._bar is not None or not self.progress or get_rank() != 0:
             return
@@ -191,12 +196,16 @@ class ExplanationQuality(BaseMetric):
         start = time.perf_counter()
         if self._pending:
             self._open_bar()
-        while self._pending:
-            n = len(self._pending) if self.batch_size is None else self.batch_size
-            chunk, self._pending = self._pending[:n], self._pending[n:]
-            raw = [c[0] for c in chunk]
-            for rec, new in zip((c[2] for c in chunk), self._explain(raw, [c[1] for c in chunk])):
-                rec.update(new)
+        try:
+            while self._pending:
+                n = len(self._pending) if self.batch_size is None else self.batch_size
+                chunk, self._pending = self._pending[:n], self._pending[n:]
+                raw = [c[0] for c in chunk]
+                for rec, new in zip((c[2] for c in chunk), self._explain(raw, [c[1] for c in chunk])):
+                    rec.update(new)
+        except BaseException:
+            self._close_bar()  # the error message starts on a clean line
+            raise
         self.seconds += time.perf_counter() - start
 
     def evaluate(self, size: int) -> dict:
@@ -269,9 +278,7 @@ class ExplanationQuality(BaseMetric):
     def compute_metrics(self, results: list) -> dict[str, float]:
         from .report import summarize, write_report
 
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._close_bar()
         records = [r for r in results if r is not None]
         summary = summarize(self, records)
         summary['seconds'] = round(self.seconds, 3)  # the main process's explaining time
