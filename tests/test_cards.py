@@ -120,23 +120,44 @@ def test_card_cites_the_index_paper_and_dataset_with_terms():
 
 
 def test_comparison_report_adds_confidence_intervals(tmp_path):
+    """A ``tools/compare.py`` report (its ``report.json`` layout) adds this model's seed mean and paired difference."""
     from zoo.hub.card import build_card
     from zoo.hub.results import find_evaluation
 
+    def est(mean, low, high, **kw):
+        return dict(mean=mean, low=low, high=high, level=0.95, method='crossed', n_seeds=5, n_images=1000, **kw)
+
     report = tmp_path / 'report.json'
-    report.write_text(json.dumps({'ci_level': 0.95, 'method': 'paired bootstrap (seeds x images)', 'configs': [
-        {'name': 'other', 'metrics': {'accuracy/top1': {'mean': 1.0, 'ci': [0.5, 1.5]}}},
-        {'config': 'configs/tiny_lico.py', 'n_seeds': 5,
-         'metrics': {'accuracy/top1': {'mean': 58.5, 'ci': [56.9, 60.1]}}}]}))
+    report.write_text(json.dumps({
+        'method': {'name': 'crossed', 'level': 0.95, 'statement': 'two-level (seeds x images) interval'},
+        'runs': [{'arm': 'base', 'seed': 0, 'config': '/x/configs/tiny_baseline.py'},
+                 {'arm': 'lico', 'seed': 0, 'config': '/x/configs/tiny_lico.py'}],
+        'result': {'level': 0.95, 'arms': ['base', 'lico'], 'metrics': {'accuracy/top1': {
+            'means': {'base': est(59.2, 58.1, 60.3), 'lico': est(58.5, 56.9, 60.1)},
+            'differences': {'lico - base': est(-0.7, -1.5, 0.1, arm='lico', reference='base', p_value=0.09,
+                                               p_holm=0.18)}}}}}))
     ev = find_evaluation(None, comparison=report, names=['tiny_lico.py'])
-    (ci,) = ev.results
-    assert (ci['key'], ci['value']) == ('accuracy/top1/seed_mean', 58.5)
-    assert ci['conventions'] == {'ci_level': 0.95, 'ci_low': 56.9, 'ci_high': 60.1, 'n_seeds': 5,
-                                 'method': 'paired bootstrap (seeds x images)'}
+    mean, diff = ev.results
+    assert (mean['key'], mean['value']) == ('accuracy/top1/seed_mean', 58.5)
+    assert mean['conventions'] == {'ci_level': 0.95, 'ci_low': 56.9, 'ci_high': 60.1, 'n_seeds': 5, 'n_images': 1000,
+                                   'method': 'crossed', 'interval': 'two-level (seeds x images) interval'}
+    assert (diff['key'], diff['value'], diff['conventions']['p_value']) == ('accuracy/top1/minus_base', -0.7, 0.18)
     config = {'architecture': 'ImageClassifier', 'num_classes': 2, 'model_args': {'backbone': {}},
               'explainer': {'method': 'gradcam'}, 'preprocessing': {'input_size': [3, 8, 8], 'mean': [0.5] * 3,
                                                                       'std': [0.5] * 3}}
     card = ModelCard(str(build_card(config, results=ev.results)))
-    (result,) = card.data.eval_results
-    assert result.metric_args['ci_low'] == 56.9 and result.metric_name == 'Top-1 accuracy (mean over seeds)'
+    first = card.data.eval_results[0]
+    assert first.metric_args['ci_low'] == 56.9 and first.metric_name == 'Top-1 accuracy (mean over seeds)'
+    assert card.data.eval_results[1].metric_name == 'Top-1 accuracy: lico − base'
     assert find_evaluation(None, comparison=report, names=['nothing.py']).notes[0].endswith('(nothing.py).')
+    base = find_evaluation(None, comparison=report, names=['base'])
+    assert [r['key'] for r in base.results] == ['accuracy/top1/seed_mean']  # the reference has no difference
+    # a run of the comparison (OUT/runs/<arm>/seed_<s>/) finds OUT/report.json by itself
+    run = tmp_path / 'runs' / 'lico' / 'seed_0'
+    run.mkdir(parents=True)
+    data = json.loads(report.read_text())
+    data['runs'][1]['work_dir'] = str(run)
+    report.write_text(json.dumps(data))
+    assert [r['key'] for r in find_evaluation(run).results] == [
+        'accuracy/top1/seed_mean', 'accuracy/top1/minus_base']
+    assert find_evaluation(tmp_path / 'runs' / 'base' / 'seed_0').results == []  # not a run of that report

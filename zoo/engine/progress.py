@@ -54,18 +54,20 @@ class ProgressBarHook(Hook):
             self._pending[kind] = dict(total=total, initial=initial, desc=f'{kind} {name}'.strip(), unit=unit)
 
     def _step(self, kind: str, postfix: Mapping[str, Any] | None = None) -> None:
-        if kind in self._pending:
+        values = {k: _number(v) for k, v in (postfix or {}).items() if k.startswith('loss')}
+        shown = {k: f'{v:.4g}' for k, v in values.items() if v is not None}
+        if kind in self._pending:  # the first step: draw the bar with it
             from tqdm.auto import tqdm
 
-            self._bars[kind] = tqdm(**self._pending.pop(kind), mininterval=self.mininterval, leave=self.leave,
-                                    dynamic_ncols=True)
-        bar = self._bars.get(kind)
-        if bar is None:
+            plan = self._pending.pop(kind)
+            self._bars[kind] = tqdm(**{**plan, 'initial': plan['initial'] + 1}, postfix=shown or None,
+                                    mininterval=self.mininterval, leave=self.leave, dynamic_ncols=True)
             return
-        if postfix:
-            values = {k: _number(v) for k, v in postfix.items() if k.startswith('loss')}
-            bar.set_postfix({k: f'{v:.4g}' for k, v in values.items() if v is not None}, refresh=False)
-        bar.update(1)
+        bar = self._bars.get(kind)
+        if bar is not None:
+            if shown:
+                bar.set_postfix(shown, refresh=False)
+            bar.update(1)
 
     def _close(self, kind: str) -> None:
         self._pending.pop(kind, None)

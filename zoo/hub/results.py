@@ -7,7 +7,8 @@ A training work dir holds, once tested (``tools/test.py --out WORK_DIR/metrics.j
 - ``explain/results.json``: every explanation number with the way it was computed (explainer, target layer, metric
   fields such as substrate and step, the class explained, the images), plus ``explain/examples_<explainer>.png``
   (best and worst saliency maps) and ``explain/curves.png`` (mean insertion/deletion curves);
-- optionally a comparison report (``tools/compare.py``'s ``report.json``) with confidence intervals over seeds.
+- when the run was one of a comparison's (``tools/compare.py OUT``: ``OUT/runs/<arm>/seed_<s>/``), the comparison's
+  ``OUT/report.json`` with confidence intervals over seeds (found by itself, or given).
 
 :func:`find_evaluation` gathers them (any can be pointed elsewhere or left out) into an :class:`Evaluation`:
 results ``[{key, name, value, conventions, higher_is_better, source}]`` — what :func:`zoo.hub.card.build_card`
@@ -29,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.errors import ConfigError
+from registry.errors import ConfigError, XZooError
 from zoo.core.limits import read_json
 
 METRICS_FILE = 'metrics.json'
@@ -122,35 +123,71 @@ def explanation_results(summary: Mapping[str, Any], source: str = '') -> list[di
     return out
 
 
-def comparison_results(report: Mapping[str, Any], names: Sequence[str], source: str = '') -> list[dict[str, Any]]:
-    """Confidence intervals for this model from a comparison report, or ``[]`` when it has none for it.
+def _stem(name: Any) -> str:
+    base = os.path.basename(str(name))
+    return base[:-3] if base.endswith('.py') else base
 
-    Read: ``{"ci_level": 0.95, "method": "...", "configs": [{"name": ..., "config": "path.py", "n_seeds": 5,
-    "metrics": {"accuracy/top1": {"mean": 59.2, "ci": [58.1, 60.3]}, ...}}, ...]}`` (``"runs"`` or ``"models"``
-    are accepted for ``"configs"``); the entry whose ``name`` or config file name is one of ``names`` is used.
+
+def comparison_results(report: Mapping[str, Any], names: Sequence[str], source: str = '',
+                       work_dir: str | None = None) -> list[dict[str, Any]]:
+    """This model's confidence intervals from a ``tools/compare.py`` report (``report.json``), or ``[]``.
+
+    The model is the arm that ran ``work_dir``, or whose label or config file is one of ``names`` (a zoo name, a
+    config file name). For every
+    metric: its mean over seeds with the interval (``<metric>/seed_mean``), and each paired difference of this arm
+    against a reference arm (``<metric>/minus_<reference>``), with level, seeds, images, p-value and method.
     """
-    wanted = {os.path.basename(str(n)) for n in names if n}
-    groups = next((report[k] for k in ('configs', 'runs', 'models') if isinstance(report.get(k), list)), [])
-    level = report.get('ci_level', 0.95)
-    for group in groups:
-        if not isinstance(group, Mapping):
+    wanted = {_stem(n) for n in names if n}
+    result = report.get('result') if isinstance(report.get('result'), Mapping) else {}
+    runs = [r for r in report.get('runs') or [] if isinstance(r, Mapping)]
+    configs = {r.get('arm'): _stem(r.get('config')) for r in runs}
+    here = os.path.realpath(work_dir) if work_dir else None
+    ran = {r.get('arm') for r in runs if here and r.get('work_dir') and os.path.realpath(str(r['work_dir'])) == here}
+    arm = next((a for a in result.get('arms') or [] if a in ran), None) or next(
+        (a for a in result.get('arms') or [] if _stem(a) in wanted or configs.get(a) in wanted), None)
+    if arm is None:
+        return []
+    method = (report.get('method') or {}).get('statement') if isinstance(report.get('method'), Mapping) else None
+
+    def entry(key: str, name: str, est: Mapping[str, Any], **extra: Any) -> dict[str, Any] | None:
+        if not all(_number(est.get(k)) for k in ('mean', 'low', 'high')):
+            return None
+        conventions = _plain({'ci_level': est.get('level', result.get('level')), 'ci_low': float(est['low']),
+                              'ci_high': float(est['high']), 'n_seeds': est.get('n_seeds'),
+                              'n_images': est.get('n_images'), **extra, 'method': est.get('method'),
+                              'interval': method})
+        return dict(key=key, name=name, value=float(est['mean']), conventions=conventions, higher_is_better=None,
+                    source=source)
+
+    out = []
+    for metric, per in (result.get('metrics') or {}).items():
+        if not isinstance(per, Mapping):
             continue
-        ids = {os.path.basename(str(group.get(k))) for k in ('name', 'config', 'label') if group.get(k)}
-        if not ids & wanted:
-            continue
-        out = []
-        for key, m in (group.get('metrics') or {}).items():
-            if not isinstance(m, Mapping) or not _number(m.get('mean')):
-                continue
-            ci = m.get('ci') or [m.get('ci_low'), m.get('ci_high')]
-            if not (isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_number(c) for c in ci)):
-                continue
-            conventions = _plain({'ci_level': level, 'ci_low': float(ci[0]), 'ci_high': float(ci[1]),
-                                  'n_seeds': m.get('n_seeds', group.get('n_seeds')), 'method': report.get('method')})
-            out.append(dict(key=f'{key}/seed_mean', name=f'{metric_name(key)} (mean over seeds)',
-                            value=float(m['mean']), conventions=conventions, higher_is_better=None, source=source))
-        return out
-    return []
+        out.append(entry(f'{metric}/seed_mean', f'{metric_name(metric)} (mean over seeds)',
+                         (per.get('means') or {}).get(arm) or {}))
+        for diff in (per.get('differences') or {}).values():
+            if isinstance(diff, Mapping) and diff.get('arm') == arm and diff.get('reference'):
+                ref = diff['reference']
+                out.append(entry(f'{metric}/minus_{ref}', f'{metric_name(metric)}: {arm} − {ref}', diff,
+                                 p_value=diff.get('p_holm', diff.get('p_value'))))
+    return [e for e in out if e is not None]
+
+
+def _comparison_of(work_dir: str) -> str | None:
+    """The ``tools/compare.py`` report that ran this work dir (``OUT/runs/<arm>/seed_<s>/`` → ``OUT/report.json``),
+    if there is one."""
+    path = os.path.normpath(os.path.join(os.path.abspath(work_dir), os.pardir, os.pardir, os.pardir, 'report.json'))
+    if not os.path.isfile(path):
+        return None
+    try:
+        report = read_json(path, path)
+    except XZooError:
+        return None
+    runs = report.get('runs') if isinstance(report, Mapping) else None
+    here = os.path.realpath(work_dir)
+    mine = any(isinstance(r, Mapping) and r.get('work_dir') and os.path.realpath(str(r['work_dir'])) == here
+               for r in runs or [])
+    return path if mine else None
 
 
 def _fresh(path: str, checkpoint: str | None, notes: list[str]) -> bool:
@@ -195,9 +232,10 @@ def find_evaluation(work_dir: str | os.PathLike | None, *, checkpoint: str | Non
         if os.path.isfile(path) and (given or _fresh(path, checkpoint, ev.notes)):
             ev.results = [r for r in read_metrics(path) if r['key'] not in explained] + ev.results
             ev.files.append(path)
+    comparison = comparison or (_comparison_of(root) if root else None)
     if comparison:
         report = read_json(os.fspath(comparison), f'Comparison report {os.fspath(comparison)!r}')
-        cis = comparison_results(report if isinstance(report, Mapping) else {}, names, os.fspath(comparison))
+        cis = comparison_results(report if isinstance(report, Mapping) else {}, names, os.fspath(comparison), root)
         if not cis:
             ev.notes.append(f'{os.fspath(comparison)} has no entry for this model ({", ".join(filter(None, names))}).')
         ev.results += cis
