@@ -217,21 +217,21 @@ def find_evaluation(work_dir: str | os.PathLike | None, *, checkpoint: str | Non
     for path in [*given, *([os.fspath(explain)] if explain else []), *([os.fspath(comparison)] if comparison else [])]:
         if not os.path.isfile(path):
             raise ConfigError(f'Evaluation file {path!r} does not exist.')
-    explained: set[str] = set()
+    explained: list[dict[str, Any]] = []
     if explain_file and os.path.isfile(explain_file) and (explain or _fresh(explain_file, checkpoint, ev.notes)):
         summary = read_json(explain_file, f'Explanation report {explain_file!r}')
-        found = explanation_results(summary if isinstance(summary, Mapping) else {}, explain_file)
-        ev.results += found
-        explained = {r['key'] for r in found}
+        explained = explanation_results(summary if isinstance(summary, Mapping) else {}, explain_file)
         ev.files.append(explain_file)
         folder = os.path.dirname(explain_file)
         for png in sorted(glob.glob(os.path.join(folder, 'examples_*.png'))) + [os.path.join(folder, 'curves.png')]:
             if os.path.isfile(png):
                 ev.figures[os.path.basename(png)] = png
+    keys = {r['key'] for r in explained}  # explanation numbers come with their conventions from results.json
     for path in metric_files:
         if os.path.isfile(path) and (given or _fresh(path, checkpoint, ev.notes)):
-            ev.results = [r for r in read_metrics(path) if r['key'] not in explained] + ev.results
+            ev.results += [r for r in read_metrics(path) if r['key'] not in keys]
             ev.files.append(path)
+    ev.results += explained
     comparison = comparison or (_comparison_of(root) if root else None)
     if comparison:
         report = read_json(os.fspath(comparison), f'Comparison report {os.fspath(comparison)!r}')
@@ -240,7 +240,10 @@ def find_evaluation(work_dir: str | os.PathLike | None, *, checkpoint: str | Non
             ev.notes.append(f'{os.fspath(comparison)} has no entry for this model ({", ".join(filter(None, names))}).')
         ev.results += cis
         ev.files.append(os.fspath(comparison))
-    if not ev.files:
-        where = f'in {root} ({METRICS_FILE}, {EXPLAIN_FILE})' if root else 'were given'
-        ev.notes.append(f'No evaluation outputs {where}.' if root else 'No evaluation outputs were given.')
+    if not ev.files and root:
+        ev.notes.append(f'No evaluation outputs in {root} ({METRICS_FILE}, {EXPLAIN_FILE}); make them with '
+                        f'tools/test.py CONFIG CHECKPOINT --work-dir {root} --out {os.path.join(root, METRICS_FILE)} '
+                        '--explainers gradcam.')
+    elif not ev.files:
+        ev.notes.append('No evaluation outputs were given.')
     return ev
