@@ -41,7 +41,8 @@ def test_console_is_short_and_holds_the_table(demo_run: DemoRun):  # noqa: F811
     assert re.search(r'Demo finished in \d+ s \(target: 300 s', out)
     nxt = out[out.index('\nNext:'):].strip().splitlines()[1:]
     assert len(nxt) == 3 and nxt[0].strip().startswith('python tools/explain.py')
-    assert f"zoo.load('{NAMES['lico']}')" in nxt[1] and '--explainers gradcam,scorecam' in nxt[2]
+    assert f"zoo.load('{NAMES['lico']}')" in nxt[1]
+    assert nxt[2].strip().startswith('python tools/compare.py --model ') and '--explainers gradcam,scorecam' in nxt[2]
     # none of mmengine's dumps reach the console
     for noise in ('System environment', 'Config:', 'Hooks will be executed', 'FileClient', 'deprecated',
                   'Epoch(train)'):

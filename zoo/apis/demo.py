@@ -211,13 +211,14 @@ def save_sample_images(config: str, out_dir: str, n: int = 4) -> list[str]:
 
 def next_steps(result: dict[str, Any], images: Sequence[str], work_root: str) -> list[str]:
     """The three commands a user runs next: explain an image with the trained model, load it by name in Python,
-    compare explainers on its test images."""
+    compare explainers on its test images (``tools/compare.py --model``: paired confidence intervals)."""
     cfg_dump, ckpt = find_checkpoint(result['work_dir'])
     image = images[0] if images else 'IMAGE.png'
     folder = os.path.dirname(image) if images else 'IMAGES'
     load = f"zoo.load('{result['zoo_name']}')" if result.get('zoo_name') else f"zoo.load('local-dir:{ckpt}')"
-    compare = (f'python tools/test.py {cfg_dump} {ckpt} --explainers gradcam,scorecam --explain-subset 8 '
-               f'--work-dir {os.path.join(work_root, result["name"] + "-explainers")}')
+    compare = (f'python tools/compare.py --model {cfg_dump} {ckpt} --explainers gradcam,scorecam '
+               f'--explain-metrics insertion,deletion --explain-subset 8 '
+               f'--out {os.path.join(work_root, result["name"] + "-explainers")}')
     return [f'python tools/explain.py {cfg_dump} {ckpt} {folder} --method gradcam,eigencam '
             f'--out {os.path.join(work_root, "explained")}',
             f'python -c "import zoo; m = {load}; p = m.classify(\'{image}\'); '

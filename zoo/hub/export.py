@@ -23,6 +23,7 @@ from typing import Any
 
 from zoo.core.checkpoints import find_checkpoint
 from zoo.core.limits import CONFIG_NAME, WEIGHTS_NAME
+from zoo.models.serialization import SavedModel
 
 from .results import Evaluation, find_evaluation
 
@@ -30,14 +31,10 @@ FIGURE_NAME = 'saliency.png'
 
 
 @dataclass
-class ExportResult:
-    """What :func:`save_pretrained` wrote: the folder, its files, their sha256, the config and the evaluation
-    its card reports (with notes on what was missing)."""
+class ExportResult(SavedModel):
+    """What :func:`save_pretrained` wrote (the model's files plus the card and figures): folder, files, sha256,
+    config, and the evaluation its card reports (with notes on what was missing)."""
 
-    folder: str
-    files: list[str] = field(default_factory=list)
-    sha256: dict[str, str] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
     evaluation: Evaluation = field(default_factory=Evaluation)
 
 
