@@ -1,9 +1,19 @@
-"""Shared fixtures. Everything runs offline: HF_HUB_OFFLINE=1 is set before anything imports huggingface_hub."""
+"""Shared fixtures. Everything runs offline: HF_HUB_OFFLINE=1 is set before anything imports huggingface_hub, and
+the local zoo (XZOO_CACHE) is an empty folder of the session."""
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# the local zoo (models registered by `make demo` / tools/train.py --register) of the test session: a fresh, empty
+# folder, so a developer's own registered models never show up in (or get replaced by) tests
+os.environ['XZOO_CACHE'] = tempfile.mkdtemp(prefix='xzoo-test-zoo-')
+atexit.register(shutil.rmtree, os.environ['XZOO_CACHE'], True)
 
 import subprocess  # noqa: E402
 import sys  # noqa: E402

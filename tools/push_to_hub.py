@@ -2,10 +2,12 @@
 """Publish a trained model to the Hugging Face Hub: config.json + model.safetensors + model card, in one commit.
 
     python tools/push_to_hub.py WORK_DIR_OR_CHECKPOINT --repo-id ORG/NAME [--revision BRANCH] [--private]
-        [--create-pr] [--dry-run OUT_DIR] [--results results.json] [--images a.jpg b.jpg | --figure grid.png]
+        [--create-pr] [--dry-run OUT_DIR [--overwrite]] [--results metrics.json] [--explain-results results.json]
+        [--comparison report.json] [--no-results] [--images a.jpg b.jpg | --figure grid.png]
 
-The token comes from HF_TOKEN or `hf auth login`. --dry-run writes the folder only (no network); load it back with
-zoo.load('local-dir:OUT_DIR').
+The card reports the work dir's evaluation outputs (metrics.json, explain/results.json with their conventions, and
+the saliency grid and curves PNGs) unless pointed elsewhere or left out. The token comes from HF_TOKEN or
+`hf auth login`. --dry-run writes the folder only (no network); load it back with zoo.load('local-dir:OUT_DIR').
 """
 from __future__ import annotations
 
@@ -29,9 +31,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--private', action='store_true', help='create the repo as private')
     p.add_argument('--create-pr', action='store_true', help='open a pull request instead of committing to main')
     p.add_argument('--dry-run', metavar='OUT_DIR', help='write the export folder to OUT_DIR and stop (no network)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='let --dry-run replace an export already in OUT_DIR (refused by default)')
     p.add_argument('--config', help='training config, when the checkpoint has no config dump next to it')
     p.add_argument('--results', nargs='+', default=[], metavar='JSON',
-                   help='evaluation results for the card (tools/test.py --out files)')
+                   help='metrics for the card (tools/test.py --out files; default: the work dir\'s metrics.json)')
+    p.add_argument('--explain-results', metavar='JSON',
+                   help="explanation report for the card (default: the work dir's explain/results.json)")
+    p.add_argument('--comparison', metavar='JSON',
+                   help="a comparison report (tools/compare.py report.json): the card adds this model's CIs")
+    p.add_argument('--no-results', action='store_true', help='leave every evaluation output off the card')
     p.add_argument('--images', nargs='+', metavar='IMAGE', help='images to draw the card\'s saliency figure from')
     p.add_argument('--figure', help='a PNG to use as the card\'s saliency figure')
     p.add_argument('--overwrite-card', action='store_true', help='replace a README.md already in the repo')
@@ -45,10 +54,13 @@ def main(argv: list[str] | None = None) -> None:
 
     res = push_to_hub(args.source, args.repo_id, revision=args.revision, private=args.private,
                       create_pr=args.create_pr, dry_run=args.dry_run, config=args.config, results=args.results,
-                      figure=args.figure, example_images=args.images, overwrite_card=args.overwrite_card,
-                      commit_message=args.message)
+                      explain_results=args.explain_results, comparison=args.comparison,
+                      evaluation=not args.no_results, figure=args.figure, example_images=args.images,
+                      overwrite_card=args.overwrite_card, overwrite=args.overwrite, commit_message=args.message)
     for name in res.files:
-        print(f'{name:20s} {res.sha256.get(name, "(kept from the repo)" if name == "README.md" else "")}')
+        kept = '(kept from the repo)' if res.card_kept else '(model card)'
+        print(f'{name:20s} {res.sha256.get(name, kept if name == "README.md" else "")}')
+    print(f'The card reports {res.results} evaluation result(s).' + ''.join(f' {n}' for n in res.notes))
     if res.folder:
         print(f"Wrote {res.folder} (dry run, nothing pushed). Load it with zoo.load('local-dir:{res.folder}').")
         return

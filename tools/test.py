@@ -3,13 +3,14 @@
 
     python tools/test.py CONFIG CHECKPOINT|none [--work-dir DIR] [--out FILE.json] [--per-image FILE.json]
         [--cfg-options KEY=VALUE ...]
-        [--launcher none|pytorch]
+        [--launcher none|pytorch] [--verbose]
         [--explainers gradcam,eigencam [--explain-metrics insertion,deletion,pointing_game]
          [--explain-subset N] [--explain-dir DIR]]
 
 With --explainers, every explainer's maps are scored with every explanation metric over the test set (or a seeded
 random subset of N samples); results.json (every number with its conventions), results.md, curves.png and
-examples_<explainer>.png go to --explain-dir (default: <work-dir>/explain).
+examples_<explainer>.png go to --explain-dir (default: <work-dir>/explain). The console shows progress bars; the full
+mmengine log is in <work-dir>/<timestamp>/<timestamp>.log (--verbose prints it too).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def parse_args(argv: list[str] | None = None):
     add_cfg_options(p)
     p.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
                    help='job launcher: "pytorch" under torchrun')
+    p.add_argument('--verbose', action='store_true', help="mmengine's full console output instead of progress bars")
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
     x = p.add_argument_group('explanation quality')
     x.add_argument('--explainers', type=_names, help='comma-separated explainers, e.g. gradcam,eigencam '
@@ -71,12 +73,16 @@ def main(argv: list[str] | None = None) -> None:
     metrics = test(args.config, checkpoint, work_dir=args.work_dir, out=args.out,
                    cfg_options=args.cfg_options, launcher=args.launcher, explainers=args.explainers,
                    explain_metrics=args.explain_metrics, explain_subset=args.explain_subset,
-                   explain_dir=args.explain_dir, per_image=args.per_image)
+                   explain_dir=args.explain_dir, per_image=args.per_image,
+                   verbose=args.verbose)
     from mmengine.dist import is_main_process
 
     if not is_main_process():
         return
+    from zoo.apis import last_log_file
+
     print(json.dumps(metrics, indent=2))
+    print(f'Full log: {last_log_file()}')
     if args.out:
         print(f'Metrics written to {args.out}')
     if args.explainers:

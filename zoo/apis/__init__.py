@@ -11,7 +11,7 @@ _LAZY = {
     'apply_cfg_options': 'zoo.apis.config', 'load_config': 'zoo.apis.config',
     'compare': 'zoo.apis.compare', 'compare_explainers': 'zoo.apis.compare',
     'explain': 'zoo.apis.explaining', 'explain_images': 'zoo.apis.explaining',
-    'init_model': 'zoo.apis.inference', 'load_images': 'zoo.apis.inference',
+    'init_model': 'zoo.apis.inference', 'load_images': 'zoo.apis.inference', 'last_log_file': 'zoo.apis._runner',
     'test': 'zoo.apis.testing', 'train': 'zoo.apis.training',
 }
 

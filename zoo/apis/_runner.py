@@ -1,13 +1,26 @@
-"""Building an mmengine Runner from a checked xzoo config (shared by train and test)."""
+"""Building an mmengine Runner from a checked xzoo config (shared by train and test), with a quiet console.
+
+The console and the log file are two handlers of mmengine's ``MMLogger``. xzoo's runner keeps the file handler as
+mmengine sets it (``log_level``, default INFO: environment, the full config, hook tables, every logged iteration,
+deprecation notices) and lets through to the console only records at ``console_log_level`` (a config key, default
+``'WARNING'``; ``'INFO'`` = mmengine's usual console, what the tools' ``--verbose`` sets), except deprecation
+notices, plus INFO records logged with ``extra={'console': True}`` (a run that resumes says so). With a quiet
+console, ``ProgressBarHook`` shows the training, validation and test progress as tqdm bars instead of log lines.
+The log file is ``<work_dir>/<timestamp>/<timestamp>.log`` (:func:`last_log_file`).
+"""
 from __future__ import annotations
 
 import contextlib
+import glob
+import logging
 import os
+import re
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 from mmengine.config import Config
+from mmengine.runner import Runner
 
 from registry.errors import ConfigError, XZooError
 from zoo.validation import train_loop_type
@@ -29,10 +42,62 @@ def _custom_hooks(cfg: Config) -> list:
     return list(hooks)
 
 
-def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: str) -> Config:
-    """Fill in what every xzoo run needs: work_dir, launcher, ClassNamesHook, a CPU-capable DDP backend."""
+CONSOLE_LOG_LEVEL = 'WARNING'
+"""The console's level when the config sets no ``console_log_level``."""
+_DEPRECATION = re.compile(r'deprecat', re.IGNORECASE)
+
+
+def console_level(cfg: Any) -> int:
+    """The console's log level of a config (``console_log_level``, default :data:`CONSOLE_LOG_LEVEL`)."""
+    level = (cfg.get('console_log_level') if cfg is not None else None) or CONSOLE_LOG_LEVEL
+    if isinstance(level, str) and level.upper() in logging.getLevelNamesMapping():
+        return logging.getLevelNamesMapping()[level.upper()]
+    if isinstance(level, int) and not isinstance(level, bool):
+        return level
+    raise ConfigError(f"console_log_level must be a logging level such as 'WARNING' or 'INFO', got {level!r}.")
+
+
+class ConsoleFilter(logging.Filter):
+    """What of the log reaches the console: records at ``level`` or above except deprecation notices, and records
+    logged with ``extra={'console': True}``."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, 'console', False):
+            return True
+        return record.levelno >= self.level and not _DEPRECATION.search(record.getMessage())
+
+
+def quiet_console(logger: logging.Logger, level: int) -> None:
+    """Filter the console handler(s) of ``logger`` with :class:`ConsoleFilter` (file handlers are untouched)."""
+    for handler in logger.handlers:
+        if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
+            continue
+        if any(isinstance(f, ConsoleFilter) for f in handler.filters) or handler.level > logging.INFO:
+            continue  # already done, or a non-main rank's console (errors only)
+        handler.addFilter(ConsoleFilter(level))
+
+
+def last_log_file() -> str | None:
+    """The log file of the most recent Runner of this process (``None`` before any)."""
+    from mmengine.logging import MMLogger
+
+    return getattr(MMLogger.get_current_instance(), 'log_file', None)
+
+
+def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: str,
+                    verbose: bool | None = None) -> Config:
+    """Fill in what every xzoo run needs: work_dir, launcher, ClassNamesHook, a CPU-capable DDP backend, and the
+    console: ``verbose=True`` sets ``console_log_level='INFO'`` (mmengine's full console output); otherwise a
+    ``ProgressBarHook`` shows progress on the quiet console."""
     import torch
 
+    if verbose:
+        cfg.console_log_level = 'INFO'
+    quiet = console_level(cfg) > logging.INFO
     if work_dir:
         cfg.work_dir = work_dir
     elif not cfg.get('work_dir'):
@@ -41,6 +106,8 @@ def prepare_runtime(cfg: Config, work_dir: str | None, config: Any, launcher: st
     hooks = _custom_hooks(cfg)
     if not any(isinstance(h, dict) and h.get('type') == 'ClassNamesHook' for h in hooks):
         hooks.insert(0, dict(type='ClassNamesHook'))
+    if quiet and not any(isinstance(h, dict) and h.get('type') == 'ProgressBarHook' for h in hooks):
+        hooks.append(dict(type='ProgressBarHook'))
     cfg.custom_hooks = hooks
     defaults = cfg.get('default_hooks')
     if isinstance(defaults, dict) and defaults.get('nonfinite_loss', ...) is None:
@@ -112,9 +179,44 @@ def _unique_experiment_name(cfg: Config) -> None:
         cfg.experiment_name = f'{stem}_run{_runs_in_process}'
 
 
-def build_runner(cfg: Config) -> Any:
-    from mmengine.runner import Runner
+class ZooRunner(Runner):
+    """mmengine's ``Runner`` whose console shows only what :class:`ConsoleFilter` lets through (the log file keeps
+    everything); what :func:`build_runner` builds unless the config names another ``runner_type``.
 
+    With ``keep_config_dump=True`` (what ``zoo.apis.test`` sets) a work dir that already holds a config dump keeps
+    it: testing a checkpoint in its training work dir must not replace the training config (with its
+    training-only parts, which say how the model was trained) by the inference config of the test.
+    """
+
+    def build_logger(self, log_level: int | str = 'INFO', log_file: str | None = None, **kwargs: Any) -> Any:
+        logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
+        quiet_console(logger, console_level(self.cfg))
+        return logger
+
+    def train(self) -> Any:
+        try:
+            return super().train()
+        finally:
+            self._close_progress_bars()
+
+    def test(self) -> dict:
+        try:
+            return super().test()
+        finally:
+            self._close_progress_bars()
+
+    def _close_progress_bars(self) -> None:
+        for hook in self.hooks:
+            if callable(getattr(hook, 'close_all', None)):
+                hook.close_all()
+
+    def dump_config(self) -> None:
+        if self.cfg.get('keep_config_dump') and glob.glob(os.path.join(glob.escape(self.work_dir), '*.py')):
+            return  # the log file holds this run's config
+        super().dump_config()
+
+
+def build_runner(cfg: Config) -> Any:
     from registry import RUNNERS
     from zoo.engine import register_trusted_local_loader
 
@@ -126,10 +228,13 @@ def build_runner(cfg: Config) -> Any:
         if not torch.cuda.is_available():  # mmengine's launcher would call torch.cuda.set_device
             from zoo.engine import init_cpu_process_group
             init_cpu_process_group((cfg.get('env_cfg') or {}).get('dist_cfg'))
+    level = console_level(cfg)
     with component_errors():
-        if cfg.get('runner_type'):
-            return RUNNERS.build(cfg)
-        return Runner.from_cfg(cfg)
+        if cfg.get('runner_type'):  # another Runner class: its console is quietened once it is built
+            runner = RUNNERS.build(cfg)
+            quiet_console(runner.logger, level)
+            return runner
+        return ZooRunner.from_cfg(cfg)
 
 
 def build_training(runner: Any) -> None:

@@ -35,7 +35,8 @@ def test(config: Any, checkpoint: str | None, work_dir: str | None = None, out: 
          cfg_options: Iterable[str] | Mapping[str, Any] | None = None, launcher: str = 'none',
          explainers: Sequence[Any] | None = None, explain_metrics: Sequence[Any] | None = None,
          explain_subset: int | None = None, explain_dir: str | None = None,
-         explain_options: Mapping[str, Any] | None = None, per_image: str | None = None) -> dict[str, Any]:
+         explain_options: Mapping[str, Any] | None = None, per_image: str | None = None,
+         verbose: bool = False) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the config's test set; return the metrics (and write them to ``out``).
 
     The checkpoint is loaded strictly: weights from another architecture or class count are an error naming
@@ -49,6 +50,7 @@ def test(config: Any, checkpoint: str | None, work_dir: str | None = None, out: 
     arguments (``explain_class``, ``num_examples``, ...).
 
     ``per_image``: a JSON file for the per-image values of every metric (:func:`per_image_values`).
+    ``verbose``: mmengine's full console output instead of progress bars (the log file holds it either way).
     """
     from zoo.engine.hooks import unwrap
     from zoo.models.weights import load_model_weights
@@ -66,7 +68,8 @@ def test(config: Any, checkpoint: str | None, work_dir: str | None = None, out: 
                           "--explainers gradcam,eigencam.")
     _check_names(explainers, explain_metrics)
     add_explanation_quality(cfg, explainers, explain_metrics, explain_subset, explain_dir, explain_options)
-    prepare_runtime(cfg, work_dir, config, launcher)
+    prepare_runtime(cfg, work_dir, config, launcher, verbose=verbose)
+    cfg.keep_config_dump = True  # a training work dir keeps its training config dump
     preflight(cfg, 'test', config=config, cfg_options=cfg_options)  # the model and test set it builds, from here
     # results that cannot be written would be lost after the whole evaluation: check the places first
     check_can_write(cfg.work_dir, 'folder', '--work-dir')

@@ -21,7 +21,8 @@ from .preflight import preflight
 
 
 def train(config: Any, work_dir: str | None = None, resume: str | None = None, amp: bool = False,
-          cfg_options: Iterable[str] | Mapping[str, Any] | None = None, launcher: str = 'none') -> Any:
+          cfg_options: Iterable[str] | Mapping[str, Any] | None = None, launcher: str = 'none',
+          verbose: bool = False) -> Any:
     """Train a model from a config with mmengine's Runner and return the Runner.
 
     Args:
@@ -32,10 +33,12 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
         amp: mixed precision (mmengine's ``AmpOptimWrapper``; needs a GPU).
         cfg_options: checked overrides, e.g. ``['model.backbone.pretrained=False']``.
         launcher: ``'none'`` or ``'pytorch'`` (under ``torchrun``).
+        verbose: mmengine's full console output (environment, config, hooks, a line per logged iteration) instead
+            of progress bars and warnings; the log file holds all of it either way (``zoo.apis._runner``).
     """
     cfg = load_config(config, cfg_options)
     add_nonfinite_loss_hook(cfg)
-    prepare_runtime(cfg, work_dir, config, launcher)
+    prepare_runtime(cfg, work_dir, config, launcher, verbose=verbose)
     if amp:
         import torch
         if not torch.cuda.is_available():
@@ -58,7 +61,7 @@ def train(config: Any, work_dir: str | None = None, resume: str | None = None, a
             runner.logger.warning(note)
         if cfg.get('resume'):
             runner.logger.info(f'Auto resumed from the latest checkpoint {cfg.load_from}.' if resume == 'auto'
-                               else f'Resuming from {cfg.load_from}.')
+                               else f'Resuming from {cfg.load_from}.', extra={'console': True})
         runner.train()
     finally:
         if lock is not None:

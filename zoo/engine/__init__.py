@@ -10,12 +10,14 @@ from .distributed import CPUDistributedDataParallel, init_cpu_process_group
 from .hooks import ClassNamesHook
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 from .nonfinite import NonFiniteLossHook, TrainingDivergedError
+from .progress import ProgressBarHook
 from .resume import ExactResumeHook
 from .schedulers import FixMatchCosineLR
 
 register_trusted_local_loader()
 
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'CPUDistributedDataParallel', 'ClassNamesHook',
-           'ExactResumeHook', 'FixMatchCosineLR', 'NonFiniteLossHook', 'ResumableEpochBasedTrainLoop',
-           'ResumableIterBasedTrainLoop', 'TrainingDivergedError', 'find_resume_checkpoint', 'init_cpu_process_group',
-           'is_complete_checkpoint', 'register_trusted_local_loader']
+           'ExactResumeHook', 'FixMatchCosineLR', 'NonFiniteLossHook', 'ProgressBarHook',
+           'ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop', 'TrainingDivergedError',
+           'find_resume_checkpoint', 'init_cpu_process_group', 'is_complete_checkpoint',
+           'register_trusted_local_loader']

@@ -63,7 +63,8 @@ class AtomicCheckpointHook(CheckpointHook):
         super().before_train(runner)
         if self._local and is_main_process():
             for path in remove_partial_files(str(self.out_dir)):
-                runner.logger.info(f'Removed {path}, left by a checkpoint write that was killed.')
+                runner.logger.info(f'Removed {path}, left by a checkpoint write that was killed.',
+                                   extra={'console': True})
 
     def _save_checkpoint_with_step(self, runner: Any, step: int, meta: dict) -> None:
         stale: list[int] = []

@@ -63,7 +63,7 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         batches = iter(self.dataloader)
         if done > 0:
             runner.logger.info(f'Replaying the {done} batches of epoch {self._epoch + 1} that the checkpoint '
-                               'already trained.')
+                               'already trained.', extra={'console': True})
             for _ in range(done):
                 next(batches)
             restore_resumed_rng(runner)

@@ -5,7 +5,9 @@ Public names are imported on first use (listing never imports torch):
 - :func:`load`, :func:`download` (``zoo.hub.api``);
 - :func:`list_models`, :func:`register_index`, :func:`get_entry` (``zoo.hub.index``);
 - :func:`save_pretrained`, :func:`export_checkpoint` (``zoo.hub.export``), :func:`build_card` (``zoo.hub.card``);
-- :func:`push_to_hub` (``zoo.hub.publish``).
+- :func:`push_to_hub` (``zoo.hub.publish``);
+- :func:`register_model` (``zoo.hub.local_zoo``: a trained model into the local zoo), :func:`local_zoo_dir`;
+- :func:`find_evaluation` (``zoo.hub.results``: a work dir's evaluation outputs for a card).
 
 Example:
     >>> from zoo import hub
@@ -28,6 +30,9 @@ _LAZY: dict[str, str] = {
     'export_checkpoint': 'zoo.hub.export',
     'build_card': 'zoo.hub.card',
     'push_to_hub': 'zoo.hub.publish',
+    'register_model': 'zoo.hub.local_zoo',
+    'local_zoo_dir': 'zoo.hub.index',
+    'find_evaluation': 'zoo.hub.results',
 }
 
 

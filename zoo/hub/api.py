@@ -1,8 +1,9 @@
 """``zoo.load`` and ``zoo.download``: an explainable classifier in one line, from the zoo, the Hub or a folder.
 
-Names: a zoo entry (``'lico-resnet50-cub'``, see ``zoo.list_models()``), ``'hf-hub:ORG/NAME[@REVISION]'`` or
-``'local-dir:PATH'``. A bare path or repo id is refused with the prefix to use, so a typo never silently loads
-something else. Loading reads JSON and safetensors only: nothing is unpickled or executed.
+Names: a zoo entry (``'lico-resnet50-cub'``, see ``zoo.list_models()``: the shipped index, registered lab
+indexes and the local zoo of models trained here), ``'hf-hub:ORG/NAME[@REVISION]'`` or ``'local-dir:PATH'``. A
+bare path or repo id is refused with the prefix to use, so a typo never silently loads something else. Loading
+reads JSON and safetensors only: nothing is unpickled or executed.
 
 Every source ends in the same place: :func:`zoo.models.serialization.load_model` (through
 ``ZooModel.from_pretrained``), which treats the files as untrusted. This module never imports the export path
@@ -26,7 +27,7 @@ from zoo.core.limits import CONFIG_NAME, WEIGHTS_NAME
 from zoo.models.contract import ZooModel
 from zoo.models.weights import pick_weights_file, verify_sha256
 
-from .index import get_entry, has_entry
+from .index import get_entry, has_entry, local_zoo_dir
 
 _REPO_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$')
 
@@ -91,7 +92,7 @@ class ResolvedFiles:
 
 
 def _resolve(src: ModelSource, pretrained: bool, cache_dir: str | None, local_files_only: bool | None,
-             trust_pickle: bool) -> ResolvedFiles:
+             trust_pickle: bool, prefer: str = 'local') -> ResolvedFiles:
     """The files of a source, fetched into the huggingface_hub cache when needed (nothing is read yet)."""
     from .remote import hub_file
 
@@ -107,18 +108,36 @@ def _resolve(src: ModelSource, pretrained: bool, cache_dir: str | None, local_fi
         config = hub_file(src.target, CONFIG_NAME, **fetch)
         weights = _hub_weights(src.target, fetch, trust_pickle) if pretrained else None
         return ResolvedFiles(os.path.dirname(config), config, weights, None, False)
-    entry = get_entry(src.target)
+    entry = get_entry(src.target, prefer=prefer)
+    if entry.local:  # trained on this machine: the export folder in the local zoo, sha256 from its entry
+        folder = os.path.dirname(entry.config)
+        weights = pick_weights_file(folder) if pretrained else None
+        return ResolvedFiles(folder, entry.config, weights, entry.weights_sha256 if pretrained else None, True)
     fetch = dict(revision=entry.revision, cache_dir=cache_dir, local_files_only=local_files_only, name=entry.name)
     if pretrained and not entry.published:
-        advice = '' if 'pretrained=False' in entry.note else ' Pass pretrained=False for random weights.'
         repo = f" (planned Hub repo '{entry.hf_hub}')" if entry.hf_hub else ''
-        raise CheckpointError(f"'{entry.name}' has no published weights{repo}, so there is nothing to load or to "
-                              f"prefetch with zoo.download('{entry.name}') yet. "
-                              f'{entry.note or "Its weights are not published yet."}{advice}')
+        raise CheckpointError(f"'{entry.name}' has no published weights{repo} and the local zoo "
+                              f'({local_zoo_dir()}) has no model of that name, so there is nothing to load or to '
+                              f"prefetch with zoo.download('{entry.name}') yet. {_how_to_make(entry)}")
     config = entry.config if entry.config is not None else hub_file(entry.hf_hub, CONFIG_NAME, **fetch)
     weights = hub_file(entry.hf_hub, WEIGHTS_NAME, **fetch) if pretrained else None
     return ResolvedFiles(os.path.dirname(config), config, weights, entry.weights_sha256 if pretrained else None,
                          False)
+
+
+def _how_to_make(entry: Any) -> str:
+    """What makes a loadable local copy of an unpublished entry (its note, then the command)."""
+    note = entry.note.strip()
+    note = note + ('' if not note or note.endswith('.') else '.')
+    if '--register' in note:
+        make = ''
+    elif entry.recipe:
+        make = (f'{"Or train" if note else "Train"} it and register it in the local zoo: python tools/train.py '
+                f'{entry.recipe} --register {entry.name}.')
+    else:
+        make = 'Train it and register it in the local zoo with tools/train.py CONFIG --register NAME.'
+    random = '' if 'pretrained=False' in note else 'Pass pretrained=False for random weights.'
+    return ' '.join(filter(None, [note, make, random]))
 
 
 def _hub_weights(repo_id: str, fetch: dict[str, Any], trust_pickle: bool) -> str:
@@ -139,7 +158,7 @@ def _hub_weights(repo_id: str, fetch: dict[str, Any], trust_pickle: bool) -> str
 
 
 def load(name: str, pretrained: bool = True, device: str = 'cpu', cache_dir: str | None = None,
-         local_files_only: bool | None = None, trust_pickle: bool = False) -> Any:
+         local_files_only: bool | None = None, trust_pickle: bool = False, prefer: str = 'local') -> Any:
     """A zoo model (the model contract: ``predict``, ``explain``, ``preprocessing`` …) in eval mode.
 
     Args:
@@ -150,14 +169,18 @@ def load(name: str, pretrained: bool = True, device: str = 'cpu', cache_dir: str
         local_files_only: never download (default: ``HF_HUB_OFFLINE``); a file not in the cache is an error
             naming the repo and ``zoo.download``.
         trust_pickle: allow a ``.bin``/``.pth`` pickle when no safetensors file exists (it can run code).
+        prefer: for a zoo name that is both in the local zoo (trained here: ``make demo``, ``tools/train.py
+            --register``) and in an index: ``'local'`` (default) loads the local model, ``'published'`` the index
+            entry's published weights when it has them.
 
     Example::
 
+        model = load('lico-efficientnetlite0-clutteredfmnist')   # after `make demo`: the model it trained
         model = load('hf-hub:xzoo/lico-resnet50-cub', device='cuda')
         maps = model.explain(['bird.jpg'])
     """
     src = parse_name(name)
-    files = _resolve(src, pretrained, cache_dir, local_files_only, trust_pickle)
+    files = _resolve(src, pretrained, cache_dir, local_files_only, trust_pickle, prefer)
     return ZooModel.from_pretrained(files.folder, weights=files.weights, pretrained=files.weights is not None,
                                     device=device, source=src.label, sha256=files.sha256, trust_pickle=trust_pickle,
                                     config_path=files.config, confined=files.confined)

@@ -1,7 +1,12 @@
 """The model index: which named models the zoo knows, where their config and weights live, how they score.
 
-The index shipped with xzoo is ``zoo/hub/index.json``; a lab adds its own with :func:`register_index`. Nothing here
-imports torch or mmengine, so listing is instant.
+The index shipped with xzoo is ``zoo/hub/index.json``; a lab adds its own with :func:`register_index`. Models
+trained on this machine live in the **local zoo** (:func:`local_zoo_dir`: ``$XZOO_CACHE``, default
+``~/.cache/xzoo``): one folder per model, ``models/<name>/``, holding the export and a ``zoo_entry.json`` (an entry
+of the format below with ``"status": "local"`` and a ``provenance`` block), written by ``make demo`` and
+``tools/train.py --register NAME`` (``zoo.hub.local_zoo``). A local entry wins over an index entry of the same
+name unless the caller prefers published weights (``prefer='published'``). Nothing here imports torch or mmengine,
+so listing is instant.
 
 An index is a JSON object ``{"format_version": 1, "models": [ENTRY, ...]}``; an entry is::
 
@@ -11,7 +16,8 @@ An index is a JSON object ``{"format_version": 1, "models": [ENTRY, ...]}``; an 
      "hf_hub": "xzoo/lico-resnet50-cub",             # Hugging Face Hub repo of the weights
      "revision": null,                               # commit sha the weights are pinned to
      "sha256": {"model.safetensors": null},          # file -> sha256, verified on every load
-     "status": "unpublished",                        # or "published" (needs hf_hub, revision and a sha256)
+     "status": "unpublished",                        # or "published" (needs hf_hub, revision and a sha256),
+                                                     #   or "local" (the local zoo; needs config and a sha256)
      "dataset": {...}, "metrics": [...], "paper": {...}, "license": "apache-2.0", ...}
 
 Example:
@@ -27,16 +33,20 @@ import fnmatch
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.errors import ConfigError, SecurityError, UnknownTypeError, did_you_mean, shorten
+from registry.errors import ConfigError, SecurityError, UnknownTypeError, XZooError, did_you_mean, shorten
 from zoo.core.limits import WEIGHTS_NAME, read_json
 
 INDEX_FORMAT_VERSION = 1
 DEFAULT_INDEX = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'index.json')
-_STATUSES = ('published', 'unpublished')
+LOCAL_ZOO_ENV = 'XZOO_CACHE'
+LOCAL_ENTRY = 'zoo_entry.json'
+_STATUSES = ('published', 'unpublished', 'local')
+_PREFER = ('local', 'published')
 _SHA256 = re.compile(r'^[0-9a-f]{64}$')
 _COMMIT = re.compile(r'^[0-9a-f]{40}$')
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
@@ -70,8 +80,18 @@ class ZooEntry:
         return self.status == 'published'
 
     @property
+    def local(self) -> bool:
+        """The entry describes a model of the local zoo (trained on this machine)."""
+        return self.status == 'local'
+
+    @property
     def weights_sha256(self) -> str | None:
         return self.sha256.get(WEIGHTS_NAME)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """How a local model was made: config, seed, commit, date, checkpoint, work dir (empty for others)."""
+        return dict(self.raw.get('provenance') or {})
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any], index: str) -> ZooEntry:
@@ -94,6 +114,9 @@ class ZooEntry:
                                     'sha the weights are pinned to).')
             if not sha.get(WEIGHTS_NAME):
                 raise ConfigError(f'{where}: a published entry needs the sha256 of {WEIGHTS_NAME!r}.')
+        if status == 'local' and not (item.get('config') and sha.get(WEIGHTS_NAME)):
+            raise ConfigError(f'{where}: a local entry needs "config" and the sha256 of {WEIGHTS_NAME!r} (register '
+                              'the model again with tools/train.py --register NAME).')
         config = item.get('config')
         if config is None and not item.get('hf_hub'):
             raise ConfigError(f'{where}: needs a "config" (path of an xzoo config.json) or an "hf_hub" repo '
@@ -134,6 +157,10 @@ def read_index(path: str | os.PathLike) -> list[ZooEntry]:
         raise ConfigError(f'Model index {path!r} has format_version {version!r}; this xzoo reads up to '
                             f'{INDEX_FORMAT_VERSION}. Upgrade xzoo.')
     entries = [ZooEntry.from_json(item, path) for item in data['models']]
+    local = next((e.name for e in entries if e.local), None)
+    if local is not None:
+        raise ConfigError(f'Model index {path!r}: entry {local!r} has "status": "local", which only the local zoo\'s '
+                          f'{LOCAL_ENTRY} files have; use "published" or "unpublished".')
     names = [e.name for e in entries]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -186,56 +213,166 @@ def natural_key(name: str) -> list[Any]:
     return [(0, int(t), '') if t.isdigit() else (1, 0, t.lower()) for t in re.split(r'(\d+)', name) if t]
 
 
-def list_models(pattern: str | Iterable[str] = '*', pretrained: bool = False) -> list[str]:
+def local_zoo_dir() -> str:
+    """The local zoo: ``$XZOO_CACHE``, else ``$XDG_CACHE_HOME/xzoo``, else ``~/.cache/xzoo``.
+
+    Example:
+        >>> os.path.isabs(local_zoo_dir())
+        True
+    """
+    root = os.environ.get(LOCAL_ZOO_ENV)
+    if not root:
+        root = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.join('~', '.cache'), 'xzoo')
+    return os.path.abspath(os.path.expanduser(root))
+
+
+def local_model_dir(name: str) -> str:
+    """The folder of the local zoo's model ``name`` (whether it exists or not)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f'A zoo name must be letters, digits, ".", "-" or "_" (starting with a letter or digit), '
+                          f'got {shorten(repr(name))}.')
+    return os.path.join(local_zoo_dir(), 'models', name)
+
+
+_local_cache: dict[str, tuple[float, ZooEntry | None]] = {}
+
+
+def local_entries() -> dict[str, ZooEntry]:
+    """``{name: entry}`` of the local zoo, read from ``models/*/zoo_entry.json`` (re-read when a file changes).
+
+    A folder whose entry is unreadable or invalid is skipped with a warning naming it.
+    """
+    models = os.path.join(local_zoo_dir(), 'models')
+    try:
+        names = sorted(n for n in os.listdir(models) if _NAME.match(n))
+    except OSError:
+        return {}
+    found: dict[str, ZooEntry] = {}
+    for name in names:
+        path = os.path.join(models, name, LOCAL_ENTRY)
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            continue  # not a registered model (yet)
+        with _lock:
+            cached = _local_cache.get(path)
+        if cached is None or cached[0] != mtime:
+            try:
+                entry = ZooEntry.from_json(read_json(path, f'Local zoo entry {path!r}'), path)
+                if not entry.local or entry.name != name:
+                    raise ConfigError(f'{path!r} must describe the local model {name!r} ("status": "local").')
+            except XZooError as exc:
+                warnings.warn(f'Skipping a local zoo model: {exc}', stacklevel=2)
+                entry = None
+            with _lock:
+                _local_cache[path] = cached = (mtime, entry)
+        if cached[1] is not None:
+            found[name] = cached[1]
+    return found
+
+
+def list_models(pattern: str | Iterable[str] = '*', pretrained: bool = False, local: bool = True) -> list[str]:
     """Names of the zoo's models matching ``pattern`` (fnmatch wildcards, case-insensitive), naturally sorted.
 
     Args:
         pattern: a pattern such as ``'lico-*'``, or several (a name matching any of them is listed).
         pretrained: only models whose weights are published (pinned Hub revision and sha256).
+        local: include the models of the local zoo (:func:`local_zoo_dir`); their names may also be index names.
 
     Example:
-        >>> list_models('baseline-*-clutteredfmnist')
+        >>> list_models('baseline-*-clutteredfmnist', local=False)
         ['baseline-efficientnetlite0-clutteredfmnist']
-        >>> 'lico-efficientnetlite0-clutteredfmnist' in list_models('*-clutteredfmnist')
+        >>> 'lico-efficientnetlite0-clutteredfmnist' in list_models('*-clutteredfmnist', local=False)
         True
     """
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     _ensure_default()
     with _lock:
         entries = list(_entries.values())
-    out = [e.name for e in entries
-           if any(fnmatch.fnmatchcase(e.name.lower(), p.lower()) for p in patterns)
-           and (e.published or not pretrained)]
+    names = {e.name for e in entries if e.published or not pretrained}
+    if local and not pretrained:
+        names |= set(local_entries())
+    out = [n for n in names if any(fnmatch.fnmatchcase(n.lower(), p.lower()) for p in patterns)]
     return sorted(out, key=natural_key)
 
 
-def get_entry(name: str) -> ZooEntry:
-    """The index entry called ``name``; an unknown name is an error with close matches."""
+def _check_prefer(prefer: str) -> None:
+    if prefer not in _PREFER:
+        raise ConfigError(f"prefer must be 'local' (a model trained here wins) or 'published' (published weights "
+                          f'win), got {prefer!r}.')
+
+
+def get_entry(name: str, prefer: str = 'local') -> ZooEntry:
+    """The entry called ``name``: the local zoo's if there is one, else the index's; ``prefer='published'`` takes
+    the index entry when its weights are published. An unknown name is an error with close matches."""
+    _check_prefer(prefer)
     _ensure_default()
     with _lock:
         entry = _entries.get(name)
-        known = list(_entries)
+        known = set(_entries)
+    mine = local_entries()
+    if name in mine and not (prefer == 'published' and entry is not None and entry.published):
+        return mine[name]
     if entry is None:
-        raise UnknownTypeError(f'The zoo has no model {shorten(name)!r}.{did_you_mean(name, known)} Known: '
+        known |= set(mine)
+        raise UnknownTypeError(f'The zoo has no model {shorten(name)!r}.{did_you_mean(name, sorted(known))} Known: '
                                f'{", ".join(sorted(known, key=natural_key))}. List them with zoo.list_models(); '
                                "a Hub repo loads as 'hf-hub:ORG/NAME', a folder as 'local-dir:PATH'.")
     return entry
 
 
+def index_entry(name: str) -> ZooEntry | None:
+    """The entry of the shipped or registered indexes called ``name`` (the local zoo left out), or ``None``."""
+    _ensure_default()
+    with _lock:
+        return _entries.get(name)
+
+
+def find_index_entry(name: str | None = None, recipe: str | None = None) -> ZooEntry | None:
+    """The index entry a model trained from ``recipe`` (a config file name) describes: the entry called ``name``
+    when it has that recipe (or either is unknown), else the entry of that recipe, else ``None``. What a model card
+    reads its dataset, terms, paper and license from — never from an entry of another recipe."""
+    base = os.path.basename(recipe) if recipe else None
+
+    def same(e: ZooEntry) -> bool:
+        return not base or not e.recipe or os.path.basename(e.recipe) == base
+
+    entry = index_entry(name) if name else None
+    if entry is not None and same(entry):
+        return entry
+    if base:
+        with _lock:
+            return next((e for e in _entries.values() if e.recipe and os.path.basename(e.recipe) == base), None)
+    return None
+
+
 def has_entry(name: str) -> bool:
     _ensure_default()
     with _lock:
-        return name in _entries
+        if name in _entries:
+            return True
+    return name in local_entries()
 
 
-def model_table(pattern: str | Iterable[str] = '*', pretrained: bool = False) -> list[dict[str, str]]:
-    """Rows for a table of the matching models: name, dataset, method, weights status, top-1, Hub repo."""
+def entry_metric(entry: ZooEntry, key: str) -> float | None:
+    """The value of metric ``key`` (``'accuracy/top1'``) of an entry, or ``None``."""
+    value = next((m.get('value') for m in entry.metrics if m.get('key') == key), None)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def model_table(pattern: str | Iterable[str] = '*', pretrained: bool = False, local: bool = True
+                ) -> list[dict[str, str]]:
+    """Rows for a table of the matching models: name, dataset, method, weights status (``published``, ``not
+    published`` or ``local``), top-1, Hub repo."""
     rows = []
-    for name in list_models(pattern, pretrained=pretrained):
-        e = get_entry(name)
-        top1 = next((m.get('value') for m in e.metrics if m.get('key') == 'accuracy/top1'), None)
+    for name in list_models(pattern, pretrained=pretrained, local=local):
+        e = get_entry(name) if local else index_entry(name)
+        assert e is not None
+        top1 = entry_metric(e, 'accuracy/top1')
+        planned = index_entry(name)
+        hub = e.hf_hub or (planned.hf_hub if planned is not None else None) or ''
         rows.append({'name': e.name, 'dataset': str(e.dataset.get('name', '')), 'method': e.method or '',
-                     'weights': 'published' if e.published else 'not published',
+                     'weights': 'local' if e.local else 'published' if e.published else 'not published',
                      'top1': '' if top1 is None else f'{top1:.2f}',
-                     'hub': (e.hf_hub or '') + ('' if e.published or not e.hf_hub else ' (planned)')})
+                     'hub': hub + ('' if (e.published or not hub) else ' (planned)')})
     return rows

@@ -1,9 +1,12 @@
 """``ExplanationQuality``: explainers × explanation metrics inside mmengine's test loop (registry ``METRICS``).
 
-For every test batch it normalises the images with the model's data preprocessor, explains them with each
-explainer and scores the maps with each metric, using the samples' ``gt_label``, ``gt_mask``, ``gt_box`` and
-``has_object``. It keeps one record per test sample in ``self.results``, so mmengine's ``collect_results``
-gathers them across ranks exactly like accuracy's: under a distributed Runner each rank explains its own share.
+It collects the chosen test samples as the test loop passes them and, every ``batch_size`` samples (and at the
+end), normalises them with the model's data preprocessor, explains them with each explainer and scores the maps with
+each metric, using the samples' ``gt_label``, ``gt_mask``, ``gt_box`` and ``has_object``. Explaining in full batches
+rather than per test batch (where a subset leaves a few images per batch) keeps the cost of the explanation
+metrics' forward passes at the model's full-batch rate. It keeps one record per test sample in ``self.results``, so
+mmengine's ``collect_results`` gathers them across ranks exactly like accuracy's: under a distributed Runner each
+rank explains its own share.
 On the main process :meth:`ExplanationQuality.compute_metrics` reduces the records (per-class where a metric says
 so), returns ``{'<explainer>/<metric>': number}`` (plus ``<explainer>/overall`` = insertion − deletion) and, when
 it has an ``out_dir``, writes ``results.json``, ``results.md``, ``curves.png`` and ``examples_<explainer>.png``.
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -31,6 +36,7 @@ import torch
 from mmengine.dist import get_rank, get_world_size
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
+from torch import Tensor
 
 from registry import HOOKS, METRICS
 from registry.errors import ConfigError
@@ -61,6 +67,8 @@ class ExplanationQuality(BaseMetric):
         num_examples: best and worst examples per explainer in the example grid.
         rank_by: the metric ranking those examples (default: the first one).
         progress: show a progress bar (main process only).
+        batch_size: chosen samples explained together (speed and memory only: the numbers do not depend on it);
+            ``None`` explains each test batch's chosen samples as the batch passes.
     """
 
     default_prefix = 'explain'
@@ -68,8 +76,8 @@ class ExplanationQuality(BaseMetric):
     def __init__(self, explainers: Sequence[Any] = ('gradcam',),
                  metrics: Sequence[Any] = ('insertion', 'deletion', 'pointing_game'), subset: int | None = None,
                  seed: int = 0, explain_class: str = 'predicted', out_dir: str | None = None, num_examples: int = 3,
-                 rank_by: str | None = None, progress: bool = True, collect_device: str = 'cpu',
-                 prefix: str | None = None) -> None:
+                 rank_by: str | None = None, progress: bool = True, batch_size: int | None = 32,
+                 collect_device: str = 'cpu', prefix: str | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         from zoo.explainers import build_explainer
 
@@ -99,6 +107,13 @@ class ExplanationQuality(BaseMetric):
         self.subset = None if subset is None else int(subset)
         self.seed, self.explain_class, self.out_dir = int(seed), explain_class, out_dir
         self.num_examples, self.progress = int(num_examples), bool(progress)
+        if batch_size is not None and int(batch_size) < 1:
+            raise ConfigError(f'ExplanationQuality: batch_size must be >= 1 (or None), got {batch_size}.')
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self._pending: list[tuple[Tensor, Any, dict]] = []
+        self._progress = Fraction(0)
+        self.seconds = 0.0
+        """Wall time this process spent explaining and scoring (recorded in results.json as ``seconds``)."""
         self.model: torch.nn.Module | None = None
         self.dataset_len: int | None = None
         self._chosen: set[int] | None = None
@@ -116,17 +131,26 @@ class ExplanationQuality(BaseMetric):
         self.dataset_len = dataset_len
         if self.out_dir is None:
             self.out_dir = out_dir
-        self._chosen, self._seen, self._keep = None, 0, {}
+        self._chosen, self._seen, self._keep, self._pending, self._progress = None, 0, {}, [], Fraction(0)
+        self.seconds = 0.0
         if self.subset is not None and dataset_len:
             g = torch.Generator().manual_seed(self.seed)
             self._chosen = set(torch.randperm(dataset_len, generator=g)[:self.subset].tolist())
-        if self.progress and get_rank() == 0:
-            from tqdm.auto import tqdm
+        self._bar = None  # opened when the first batch is explained (not while the test loop's bar runs)
 
-            n = dataset_len if self.subset is None else min(self.subset, dataset_len or self.subset)
-            total = math.ceil(n / get_world_size()) if n else None
-            self._bar = tqdm(total=total, desc=f"explaining ({', '.join(self.explainers)})", unit='img',
-                             leave=False)
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _open_bar(self) -> None:
+        if self._bar is not None or not self.progress or get_rank() != 0:
+            return
+        from tqdm.auto import tqdm
+
+        n = self.dataset_len if self.subset is None else min(self.subset, self.dataset_len or self.subset)
+        total = math.ceil(n / get_world_size()) if n else None
+        self._bar = tqdm(total=total, desc=f"explaining ({', '.join(self.explainers)})", unit='img', leave=False)
 
     def conventions(self) -> dict[str, Any]:
         """How the maps were made and scored (explainer configs and the model's default target layer, metric
@@ -156,20 +180,49 @@ class ExplanationQuality(BaseMetric):
             raise ConfigError('ExplanationQuality has no model to explain: add custom_hooks=[dict(type='
                               "'ExplanationHook')] to the config (tools/test.py --explainers adds it).")
         records: list[dict | None] = [None] * len(data_samples)
-        chosen = self._selected(data_samples)
-        if chosen:
-            for i, rec in zip(chosen, self._explain(data_batch, data_samples, chosen)):
-                records[i] = rec
-            if self._bar is not None:
-                self._bar.update(len(chosen))
+        for i in self._selected(data_samples):
+            # a placeholder now (mmengine collects self.results in order), filled in when its batch is explained
+            records[i] = dict(sample_idx=data_samples[i].get('sample_idx'))
+            raw = data_batch['inputs'][i]
+            if self._pending and tuple(raw.shape) != tuple(self._pending[0][0].shape):
+                self.flush()  # another image size: the pending batch cannot be stacked with it
+            self._pending.append((raw, data_samples[i], records[i]))
         self.results.extend(records)
+        if self.batch_size is None or len(self._pending) >= self.batch_size:
+            self.flush()
 
-    def _explain(self, data_batch: Any, data_samples: Sequence[Any], chosen: list[int]) -> list[dict]:
+    def flush(self) -> None:
+        """Explain and score the collected samples (called every ``batch_size`` samples and before evaluating)."""
+        start = time.perf_counter()
+        if self._pending:
+            self._open_bar()
+        try:
+            while self._pending:
+                n = len(self._pending) if self.batch_size is None else self.batch_size
+                chunk, self._pending = self._pending[:n], self._pending[n:]
+                raw = [c[0] for c in chunk]
+                for rec, new in zip((c[2] for c in chunk), self._explain(raw, [c[1] for c in chunk])):
+                    rec.update(new)
+        except BaseException:
+            self._close_bar()  # the error message starts on a clean line
+            raise
+        self.seconds += time.perf_counter() - start
+
+    def evaluate(self, size: int) -> dict:
+        self.flush()
+        return super().evaluate(size)
+
+    def _stage_done(self, images: int) -> None:
+        """Advance the bar (in images) by this stage's share: explaining and each metric are one stage each."""
+        if self._bar is not None:
+            self._progress += Fraction(images, len(self.explainers) * (1 + len(self.metrics)))
+            whole = int(self._progress) - self._bar.n
+            if whole > 0:
+                self._bar.update(whole)
+
+    def _explain(self, raw: list[Tensor], samples: list[Any]) -> list[dict]:
         model = self.model
-        data = model.data_preprocessor(data_batch, False)
-        sel = torch.as_tensor(chosen, device=data['inputs'].device)
-        images = data['inputs'][sel]
-        samples = [data_samples[i] for i in chosen]
+        images = model.data_preprocessor(dict(inputs=list(raw), data_samples=list(samples)), False)['inputs']
         labels = stack_field(samples, 'gt_label')
         has = stack_field(samples, 'has_object')
         masks, boxes = stack_field(samples, 'gt_mask'), stack_field(samples, 'gt_box')
@@ -178,7 +231,6 @@ class ExplanationQuality(BaseMetric):
                 masks = masks.bool() & has.bool().reshape(-1, 1, 1)
             if boxes is not None:
                 boxes = torch.where(has.bool().reshape(-1, 1), boxes.float(), torch.zeros_like(boxes.float()))
-        raw = [data_batch['inputs'][i] for i in chosen]
         records = [dict(sample_idx=s.get('sample_idx'), label=None if labels is None else int(labels[k]),
                         values={}, classes={}, curves={}, curve_x={}, conventions={}, payload={})
                    for k, s in enumerate(samples)]
@@ -188,6 +240,7 @@ class ExplanationQuality(BaseMetric):
         for ename, explainer in self.explainers.items():
             with torch.enable_grad():
                 maps = explainer(model, images, targets=targets)
+            self._stage_done(len(samples))
             for mname, metric in self.metrics.items():
                 res = metric(model, images, maps, targets=labels, masks=masks, boxes=boxes)
                 for k, rec in enumerate(records):
@@ -198,6 +251,7 @@ class ExplanationQuality(BaseMetric):
                         rec['curves'].setdefault(ename, {})[mname] = res.curve[k].numpy().astype(np.float32)
                         rec['curve_x'][mname] = res.curve_x.tolist()
                     rec['conventions'][mname] = res.conventions
+                self._stage_done(len(samples))
             self._keep_examples(ename, records, raw, maps)
         return records
 
@@ -224,11 +278,10 @@ class ExplanationQuality(BaseMetric):
     def compute_metrics(self, results: list) -> dict[str, float]:
         from .report import summarize, write_report
 
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._close_bar()
         records = [r for r in results if r is not None]
         summary = summarize(self, records)
+        summary['seconds'] = round(self.seconds, 3)  # the main process's explaining time
         self.last_summary = summary
         if self.out_dir:
             summary['files'] = write_report(summary, records, self.out_dir, self)
