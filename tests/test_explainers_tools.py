@@ -93,6 +93,9 @@ def test_explain_images_errors(model, image_dir: Path):
     (image_dir / 'broken.png').write_bytes(b'not a png')
     with pytest.raises(DataError, match='Cannot read image'):
         explain_images(model, [image_dir / 'broken.png'], size=32, progress=False)
+    for bad in (0, -1, 2.5, True):  # the Python API checks what the CLI's argparse would
+        with pytest.raises(ConfigError, match='batch_size must be a positive integer'):
+            explain_images(model, [image_dir / 'a.png'], size=32, batch_size=bad, progress=False)
     assert input_size(model) == (160, 160) and input_size(model, 96) == (96, 96)
 
 

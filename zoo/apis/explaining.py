@@ -173,13 +173,16 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
             records as ``native.json``; its maps, if any, join the grid.
         target: class index or name for every image (default: each image's predicted class).
         out_dir: where PNGs go (nothing is written when ``None``). size: input size; ``None`` uses the model's
-            preprocessing (see :func:`preprocessing_of`).
+            preprocessing (see :func:`preprocessing_of`). batch_size: images per forward (a positive integer).
     """
     from tqdm.auto import tqdm
 
     from zoo.explainers import build_explainer
     from zoo.viz import save_grid, save_overlay
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f'batch_size must be a positive integer (images explained per forward), got {batch_size!r}; '
+                          'e.g. batch_size=8.')
     paths = find_images(images)
     if not methods:
         raise ConfigError('No explanation method given; pass at least one, e.g. --method gradcam.')
