@@ -161,3 +161,18 @@ def test_comparison_report_adds_confidence_intervals(tmp_path):
     assert [r['key'] for r in find_evaluation(run).results] == [
         'accuracy/top1/seed_mean', 'accuracy/top1/minus_base']
     assert find_evaluation(tmp_path / 'runs' / 'base' / 'seed_0').results == []  # not a run of that report
+
+
+def test_card_names_the_parts_of_models_other_than_backbone_plus_head():
+    from zoo.hub.card import _architecture_text
+    assert _architecture_text({'architecture': 'ImageClassifier',
+                               'model_args': {'backbone': {'model_name': 'resnet50'}}}) == '`resnet50` + linear head'
+    towers = {'vision_cfg': {'timm_model_name': 'tf_efficientnet_lite0'},
+              'text_cfg': {'hf_model_name': 'all-MiniLM-L6-v2'}}
+    it = {'architecture': 'CLIPZeroShotClassifier',
+          'model_args': {'image_text': {'model_name': None, 'model_cfg': towers}}}
+    text = _architecture_text(it)
+    assert 'CLIPZeroShotClassifier' in text and 'tf_efficientnet_lite0' in text and 'all-MiniLM-L6-v2' in text
+    assert '?' not in text and 'linear head' not in text
+    clip = {'architecture': 'CLIPZeroShotClassifier', 'model_args': {'image_text': {'model_name': 'ViT-B-32'}}}
+    assert _architecture_text(clip) == 'a `CLIPZeroShotClassifier` model on image-text model `ViT-B-32`'

@@ -124,6 +124,28 @@ def _eval_results(results: list[dict[str, Any]], dataset: Mapping[str, Any], dat
                        metric_args=dict(m['conventions']) or None) for m in results]
 
 
+def _architecture_text(config: Mapping[str, Any]) -> str:
+    """``'`resnet50` + linear head'`` for a backbone + head classifier; otherwise the exported architecture with
+    its backbone when it has one (image-text, prototype or prompt models name their own parts)."""
+    args = config.get('model_args') or {}
+    backbone = dict(args.get('backbone') or {})
+    name = backbone.get('model_name')
+    if config.get('architecture') == 'ImageClassifier' and name:
+        return f'`{name}` + linear head'
+    parts = [f'a `{config.get("architecture", "?")}` model']
+    if name:
+        parts.append(f'on backbone `{name}`')
+    image_text = dict(args.get('image_text') or {})
+    towers = dict(image_text.get('model_cfg') or {})
+    image = (towers.get('vision_cfg') or {}).get('timm_model_name')
+    text = (towers.get('text_cfg') or {}).get('hf_model_name')
+    if image_text.get('model_name'):
+        parts.append(f'on image-text model `{image_text["model_name"]}`')
+    elif image or text:
+        parts.append(f'on an image-text model (image tower `{image or "?"}`, text tower `{text or "?"}`)')
+    return ' '.join(parts)
+
+
 def build_card(config: Mapping[str, Any], repo_id: str | None = None, metrics: Any = None,
                sha256: Mapping[str, str] | None = None, figure: str | None = None,
                dataset: Mapping[str, Any] | None = None, license: str | None = None,
@@ -165,8 +187,8 @@ def build_card(config: Mapping[str, Any], repo_id: str | None = None, metrics: A
     shown = _METHOD_TEXT.get(method, method)
     how = _METHOD_NOTE.get(method) or (reference_text(method_paper) if method_paper else '')
     lines = [f'# {model_name}', '',
-             description or (f'An explainable image classifier exported by xzoo: `{backbone.get("model_name", "?")}`'
-                             f' + linear head, {config["num_classes"]} classes, trained with **{shown}**'
+             description or (f'An explainable image classifier exported by xzoo: {_architecture_text(config)}, '
+                             f'{config["num_classes"]} classes, trained with **{shown}**'
                              f'{f" ({how})" if how else ""} on {dataset_name}.'), '',
              '## Model details', '', '| | |', '|---|---|',
              f'| method | **{shown}**' + (f' — {reference_text(method_paper)}' if method_paper else '') + ' |']
