@@ -104,6 +104,17 @@ def lite0_weights() -> str:
     return ensure_lite0_weights(str(ROOT / 'data'))
 
 
+def visible_lines(text: str) -> list[str]:
+    """The lines a terminal ends up showing: progress-bar redraws (``\\r``) collapse into their last state, and a bar
+    removed when done (``leave=False``) leaves a blank that is not counted."""
+    out = []
+    for line in text.split('\n'):
+        last = line.split('\r')[-1]
+        if last.strip():
+            out.append(last)
+    return out
+
+
 def load_tool(name: str) -> Any:
     """``tools/<name>.py`` imported as a module (the tools are scripts, not a package), e.g. to call ``main(argv)``
     in-process."""

@@ -22,7 +22,7 @@ from PIL import Image
 
 from zoo.cli import run_cli
 
-from .conftest import ROOT, load_tool, make_fake_cub, run_tool
+from .conftest import ROOT, load_tool, make_fake_cub, run_tool, visible_lines
 
 TOOLS = {name: load_tool(name) for name in ('train', 'test', 'explain', 'list_models', 'push_to_hub')}
 CUB = str(ROOT / 'configs' / 'resnet50_baseline_cub.py')
@@ -434,7 +434,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, ctx, capsys):
     before = _snapshot(ctx.tmp)
     with pytest.raises(SystemExit) as info:
         run_cli(TOOLS[tool].main, args)
-    err = capsys.readouterr().err.strip()
+    err = '\n'.join(visible_lines(capsys.readouterr().err)).strip()  # as a terminal shows it
     assert info.value.code == 2, err
     assert err.startswith('error: ') and '\n' not in err and 'Traceback' not in err, err
     assert len(err) < 2500, err[:300]  # a message never echoes a huge input
@@ -595,7 +595,7 @@ def test_full_or_read_only_disk_is_one_line(tmp_path, capsys, monkeypatch, code,
         monkeypatch.setattr(fileio, 'open', failing, raising=False)
     with pytest.raises(SystemExit) as info:
         run_cli(TOOLS['train'].main, [str(config), '--work-dir', str(work)])
-    err = capsys.readouterr().err.strip()
+    err = '\n'.join(visible_lines(capsys.readouterr().err)).strip()  # as a terminal shows it
     assert info.value.code == 2 and err.startswith('error: Cannot write') and message in err and '\n' not in err, err
     assert not _nothing_written(tmp_path, {config: _stat(config)})
 
@@ -612,7 +612,7 @@ def test_push_to_hub_with_the_endpoint_down(tmp_path, capsys, monkeypatch):
     before = _snapshot(tmp_path)
     with pytest.raises(SystemExit) as info:
         run_cli(TOOLS['push_to_hub'].main, [ckpt, '--repo-id', 'me/x'])
-    err = capsys.readouterr().err.strip()
+    err = '\n'.join(visible_lines(capsys.readouterr().err)).strip()  # as a terminal shows it
     assert info.value.code == 2 and err.startswith('error: Cannot reach the network') and '\n' not in err, err
     assert not _nothing_written(tmp_path, before)
 

@@ -6,20 +6,10 @@ import logging
 import re
 from pathlib import Path
 
+from tests.conftest import visible_lines
 from tests.demo_fixtures import NAMES, DemoRun, demo_run  # noqa: F401
 
 CONSOLE_BUDGET = 60
-
-
-def visible_lines(text: str) -> list[str]:
-    """The lines a terminal ends up showing: progress-bar redraws (``\\r``) collapse into their last state, and a bar
-    removed when done (``leave=False``) leaves a blank that is not counted."""
-    out = []
-    for line in text.split('\n'):
-        last = line.split('\r')[-1]
-        if last.strip():
-            out.append(last)
-    return out
 
 
 def test_console_is_short_and_holds_the_table(demo_run: DemoRun):  # noqa: F811
