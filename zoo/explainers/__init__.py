@@ -18,7 +18,8 @@ The interface (stable; metrics, the zoo and the CLI rely on it)::
 
 Names (CLI alias → registered class): gradcam → GradCAM, gradcam++ → GradCAMPlusPlus, xgradcam → XGradCAM,
 layercam → LayerCAM, hirescam → HiResCAM, eigencam → EigenCAM, kpcacam → KPCACAM, scorecam → ScoreCAM,
-rise → RISE. A new explainer is a subclass of :class:`Explainer` (or :class:`CAMExplainer`) decorated with
+rise → RISE, convis → ConVis (concept saliency on image-text models: targets are concepts). A new explainer is a
+subclass of :class:`Explainer` (or :class:`CAMExplainer`) decorated with
 ``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)`` to be reachable from the CLI
 (see docs/explainers.md).
 
@@ -38,8 +39,9 @@ from typing import Any
 from registry import EXPLAINERS
 from registry.aliases import alias_table, build_from_alias, resolve_alias
 
-from . import eigencam, gradcam, rise, scorecam  # noqa: F401  (register every explainer)
+from . import convis, eigencam, gradcam, rise, scorecam  # noqa: F401  (register every explainer)
 from .base import CAMExplainer, Capture, Explainer, minmax_normalize, model_state, resize_maps
+from .convis import ConVis
 from .eigencam import KPCACAM, EigenCAM
 from .gradcam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .rise import RISE
@@ -79,4 +81,4 @@ def build_explainer(name_or_cfg: str | Mapping[str, Any] | Explainer, **kwargs: 
 __all__ = ['Explainer', 'CAMExplainer', 'Capture', 'build_explainer', 'explainer_class', 'list_explainers',
            'resolve_name',
            'minmax_normalize', 'resize_maps', 'model_state', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM',
-           'HiResCAM', 'EigenCAM', 'KPCACAM', 'ScoreCAM', 'RISE']
+           'HiResCAM', 'EigenCAM', 'KPCACAM', 'ScoreCAM', 'RISE', 'ConVis']
