@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from registry import EXPLAINERS
-from registry.errors import ConfigError, XZooError, shorten
+from registry.errors import ConfigError, shorten
 from zoo.concepts import wordnet
 from zoo.concepts.embeddings import encode_texts, text_tower_key, vocabulary_embeddings
 from zoo.concepts.vocabulary import DEFAULT_TEMPLATE, ConceptVocabulary, resolve_vocabulary, synset_text
@@ -109,12 +109,12 @@ def member_scores(region_emb: Tensor, vocab_emb: Tensor, extra_emb: Tensor, memb
     b, r, d = region_emb.shape
     n_vocab = vocab_emb.shape[0]
     flat = region_emb.reshape(b * r, d)
-    table = torch.cat([vocab_emb, extra_emb]).to(flat.dtype)
+    table = (torch.cat([vocab_emb, extra_emb]) if extra_emb.shape[0] else vocab_emb).to(flat.dtype)
     out = []
     for i in range(0, b * r, rows_per_chunk):
         rows = flat[i:i + rows_per_chunk]
-        sims = rows @ vocab_emb.to(rows.dtype).T                         # [n, V]
-        mine = rows @ table[members].T                                   # [n, J]
+        both = rows @ table.T                                            # one product: a member's own similarity
+        sims, mine = both[:, :n_vocab], both[:, members]                 # is bit-equal to its vocabulary entry
         if score == 'cosine':
             out.append(mine)
         elif score == 'z':
@@ -347,12 +347,11 @@ class ConVis(Explainer):
         if targets is None:
             targets = self.concept
         if targets is None:
+            if not callable(getattr(model, 'class_text_embeddings', None)):
+                raise ConfigError(f'ConVis needs a concept for {type(model).__name__}, which is not a zero-shot '
+                                  "classifier: pass concept='footwear.n.02' (or a free text) or targets=....")
             with torch.no_grad(), model_state(model, eval_mode=self.eval_mode):
-                try:
-                    targets = forward_logits(model, images.to(model_device(model, images.device))).argmax(1)
-                except XZooError as exc:
-                    raise ConfigError(f'ConVis needs a concept (concept=... or targets=...) for '
-                                      f'{type(model).__name__}, which is not a zero-shot classifier ({exc}).') from None
+                targets = forward_logits(model, images.to(model_device(model, images.device))).argmax(1)
         if isinstance(targets, Tensor):
             targets = targets.flatten().tolist()
         per_image = [targets] * b if isinstance(targets, (str, int)) else list(targets)
