@@ -14,6 +14,7 @@ WordNet vocabularies (:func:`wordnet_vocabulary`) by spec:
 ``'hyponyms:<synset>'``     a synset and everything below it (``'hyponyms:clothing.n.01'``: 561)
 ``'imagenet-1k'``           the 1,000 ImageNet-1k classes (wnids from timm's class list, resolved offline)
 a list of synset names      those synsets
+``'<spec>+<spec>'``         the union, in order (``'hyponyms:covering.n.02+hyponyms:container.n.01'``: 1,758)
 =========================== =====================================================================================
 
 Reading all of WordNet takes tens of seconds, so a WordNet vocabulary is stored once as JSON in
@@ -45,7 +46,7 @@ DEFAULT_TEMPLATE = '{lemmas}: {definition}'
 """The text of a synset: its lemmas and its WordNet definition (fields: name, lemma, lemmas, definition)."""
 LEMMA_TEMPLATE = '{lemma}'
 """Lemma only (the baseline of the definitions check)."""
-SPECS = ('nouns', 'hyponyms:<synset>', 'imagenet-1k', 'a list of synset names')
+SPECS = ('nouns', 'hyponyms:<synset>', 'imagenet-1k', '<spec>+<spec>', 'a list of synset names')
 FORMAT = 1
 
 
@@ -169,6 +170,8 @@ def imagenet_wnids() -> list[str]:
 
 def _synsets_of(spec: str | Sequence[str], instances: bool) -> list[Any]:
     if isinstance(spec, str):
+        if '+' in spec:
+            return [s for part in spec.split('+') for s in _synsets_of(part.strip(), instances)]
         if spec == 'nouns':
             return list(wordnet.load_wordnet().all_synsets('n'))
         if spec.startswith('hyponyms:'):
