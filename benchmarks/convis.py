@@ -199,7 +199,7 @@ def definitions_check(model, args, encode_texts, synset_text, wordnet, lemma_tem
         for i in range(0, len(pixels), 64):
             feats.append(model.encode_image(model.normalize(pixels[i:i + 64].to(args.device)), normalize=True).cpu())
     feats = torch.cat(feats)
-    scale = float(model.logit_scale.exp()) if model.logit_scale.numel() else 100.0
+    scale = float(model.logit_scale.detach())                             # exp'd already (at most 100)
     out = {'images': len(labels), 'logit_scale': scale}
     for name, template in (('definitions', '{lemmas}: {definition}'), ('lemma_only', lemma_template)):
         texts = [synset_text(wordnet.synset(s), template) for s in CLASS_SYNSETS]

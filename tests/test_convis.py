@@ -76,42 +76,48 @@ def test_region_embeddings_are_the_encoded_windows(model, images, regions):
     torch.testing.assert_close(got, direct_region_embeddings(model, images, boxes, regions), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize('standardize', ['image', 'none'])
 @pytest.mark.parametrize('hyponyms', ['none', 'max'])
-def test_rank_sim_and_max_rank_sim_equal_a_direct_computation(model, vocab, images, hyponyms):
+def test_rank_sim_and_max_rank_sim_equal_a_direct_computation(model, vocab, images, hyponyms, standardize):
     # stride 1: non-overlapping windows, so each pixel's value is its window's score
-    convis = ConVis(vocabulary=vocab, hyponyms=hyponyms, scales=(0.5,), stride=1.0, normalize=False, cache=None)
+    convis = ConVis(vocabulary=vocab, hyponyms=hyponyms, standardize=standardize, scales=(0.5,), stride=1.0,
+                    normalize=False, cache=None)
     targets = ['footwear', 'shoe', 'coat', 'a red umbrella']
     maps = convis.explain_concepts(model, images, targets)                 # [B, K, H, W]
     boxes, _ = convis.boxes((32, 32))
     regions = direct_region_embeddings(model, images, boxes)
     with torch.no_grad():
-        texts = model.encode_text(list(CONCEPTS.values()), normalize=True)
-        free = model.encode_text(['a red umbrella'], normalize=True)[0]
+        texts = model.encode_text(list(CONCEPTS.values()) + ['a red umbrella'], normalize=True)
     names = list(CONCEPTS)
     for b in range(3):
+        cos = regions[b] @ texts.T                                           # [R, V + 1]
+        if standardize == 'image':                                           # per concept, over the 4 regions
+            cos = (cos - cos.mean(0)) / cos.std(0, unbiased=False)
         for r, (y0, x0, _, _) in enumerate(boxes.tolist()):
-            sims = (texts @ regions[b, r]).tolist()
+            sims = cos[r, :-1].tolist()
             rank = {n: direct_rank_sim(sims, sims[i], i) for i, n in enumerate(names)}
             expected = {
                 'footwear': max(rank[n] for n in ('footwear', 'shoe', 'boot', 'sandal')) if hyponyms == 'max'
                 else rank['footwear'],
                 'shoe': max(rank['shoe'], rank['sandal']) if hyponyms == 'max' else rank['shoe'],
                 'coat': rank['coat'],
-                'a red umbrella': direct_rank_sim(sims, float(free @ regions[b, r]), None),
+                'a red umbrella': direct_rank_sim(sims, float(cos[r, -1]), None),
             }
             for k, t in enumerate(targets):
                 assert maps[b, k, y0, x0].item() == pytest.approx(expected[t], abs=1e-6), (b, r, t)
 
 
-def test_z_score_equals_a_direct_computation(model, vocab, images):
-    convis = ConVis(vocabulary=vocab, score='z', hyponyms='none', scales=(0.5,), stride=1.0, normalize=False,
-                    cache=None)
+@pytest.mark.parametrize('standardize', ['vocabulary', 'image'])
+def test_z_score_equals_a_direct_computation(model, vocab, images, standardize):
+    convis = ConVis(vocabulary=vocab, score='z', standardize=standardize, hyponyms='none', scales=(0.5,),
+                    stride=1.0, normalize=False, cache=None)
     maps = convis.explain_concepts(model, images, ['bag'])
     boxes, _ = convis.boxes((32, 32))
     regions = direct_region_embeddings(model, images, boxes)
     with torch.no_grad():
         sims = regions @ model.encode_text(list(CONCEPTS.values()), normalize=True).T     # [B, R, V]
-    z = (sims[..., 6] - sims.mean(-1)) / sims.std(-1, unbiased=False)
+    dim = -1 if standardize == 'vocabulary' else 1
+    z = ((sims - sims.mean(dim, keepdim=True)) / sims.std(dim, unbiased=False, keepdim=True))[..., 6]
     for r, (y0, x0, _, _) in enumerate(boxes.tolist()):
         torch.testing.assert_close(maps[:, 0, y0, x0], z[:, r], atol=1e-5, rtol=1e-5)
 

@@ -6,10 +6,13 @@ For each image region ``r`` (below) and concept ``s`` with text embedding ``t_s`
 to the synset's lemmas and WordNet definition, ``'{lemmas}: {definition}'``), with ``c(r, s) = cos(E_I(r), t_s)`` and
 the concept vocabulary ``V`` (``'nouns'``: all 82,115 WordNet 3.0 noun synsets, by default):
 
-* ``z(r, s) = (c(r, s) - mean_V c(r, ·)) / std_V c(r, ·)``, the similarity standardised over the vocabulary
-  (``score='z'``);
-* ``rank_sim(r, s) = 1 - |{v ∈ V, v ≠ s : c(r, v) > c(r, s)}| / |V \\ {s}|``: 1 when ``s`` is the vocabulary's best
-  match for the region, 0 when it is the worst (``score='rank'``, the default; ``score='cosine'`` uses ``c``);
+* ``z(r, s)``, the standardised similarity. The paper does not say over what; ``standardize='image'`` (default)
+  standardises each concept's cosines over the regions of the image, ``(c(r, s) - mean_r' c(r', s)) / std_r'
+  c(r', s)``, which cancels what a concept's text has in common with every region of the image (some texts sit
+  close to every image embedding, textured backgrounds included); ``'vocabulary'`` standardises each region's cosines
+  over the vocabulary (ranks are then those of the cosines); ``'none'`` keeps the cosines (``score='z'``);
+* ``rank_sim(r, s) = 1 - |{v ∈ V, v ≠ s : z(r, v) > z(r, s)}| / |V \\ {s}|``: 1 when ``s`` is the vocabulary's best
+  match for the region, 0 when it is the worst (``score='rank'``, the default; ``score='cosine'`` maps ``c``);
 * ``max_rank_sim(r, s) = max_{s' ∈ {s} ∪ hyponyms(s)} rank_sim(r, s')`` over the hyponyms of ``s`` that are in the
   vocabulary (``hyponyms='max'``, the default; ``'none'`` scores ``s`` alone), so ``footwear.n.02`` lights up where
   ``sandal.n.01`` ranks high. ``hyponym_max='region'`` (default) takes the maximum per region, before aggregation;
@@ -100,31 +103,34 @@ def region_boxes(size: tuple[int, int], scales: Sequence[float], stride: float) 
 
 
 def member_scores(region_emb: Tensor, vocab_emb: Tensor, extra_emb: Tensor, members: Tensor, score: str,
-                  rows_per_chunk: int = 256) -> Tensor:
-    """Scores ``[B, R, J]`` of the columns ``members`` of [vocabulary | extra] (see the module doc for ``score``).
+                  standardize: str = 'image') -> Tensor:
+    """Scores ``[B, R, J]`` of the columns ``members`` of [vocabulary | extra] (see the module doc).
 
-    ``region_emb`` ``[B, R, D]``, ``vocab_emb`` ``[V, D]``, ``extra_emb`` ``[E, D]`` (all L2-normalised); a member
-    ``j < V`` competes with the other ``V - 1`` vocabulary members, an extra one with all ``V``.
+    ``region_emb`` ``[B, R, D]``, ``vocab_emb`` ``[V, D]``, ``extra_emb`` ``[E, D]`` (all L2-normalised). Cosines are
+    standardised per concept over the image's regions (``'image'``), per region over the vocabulary
+    (``'vocabulary'``) or not at all (``'none'``); ``score='rank'`` ranks the standardised values, ``'z'`` returns
+    them, ``'cosine'`` returns the cosines. A member ``j < V`` competes with the other ``V - 1`` vocabulary
+    members, an extra one with all ``V``.
     """
-    b, r, d = region_emb.shape
     n_vocab = vocab_emb.shape[0]
-    flat = region_emb.reshape(b * r, d)
-    table = (torch.cat([vocab_emb, extra_emb]) if extra_emb.shape[0] else vocab_emb).to(flat.dtype)
+    table = (torch.cat([vocab_emb, extra_emb]) if extra_emb.shape[0] else vocab_emb).to(region_emb.dtype)
     out = []
-    for i in range(0, b * r, rows_per_chunk):
-        rows = flat[i:i + rows_per_chunk]
+    for rows in region_emb:                                              # one image at a time: [R, D]
         both = rows @ table.T                                            # one product: a member's own similarity
-        sims, mine = both[:, :n_vocab], both[:, members]                 # is bit-equal to its vocabulary entry
-        if score == 'cosine':
+        if score != 'cosine' and standardize == 'image':                 # is bit-equal to its vocabulary entry
+            both = (both - both.mean(0)) / both.std(0, unbiased=False).clamp_min(1e-6)
+        elif score != 'cosine' and standardize == 'vocabulary':
+            vocab = both[:, :n_vocab]
+            both = (both - vocab.mean(1, keepdim=True)) / vocab.std(1, unbiased=False, keepdim=True).clamp_min(1e-6)
+        mine = both[:, members]                                          # [R, J]
+        if score != 'rank':
             out.append(mine)
-        elif score == 'z':
-            mean, std = sims.mean(1, keepdim=True), sims.std(1, unbiased=False, keepdim=True)
-            out.append((mine - mean) / std.clamp_min(1e-12))
-        else:
-            greater = n_vocab - torch.searchsorted(sims.sort(1).values.contiguous(), mine.contiguous(), right=True)
-            denom = torch.where(members < n_vocab, n_vocab - 1, n_vocab).clamp_min(1).to(mine.dtype)
-            out.append(1 - greater.to(mine.dtype) / denom)
-    return torch.cat(out).reshape(b, r, -1)
+            continue
+        ordered = both[:, :n_vocab].sort(1).values.contiguous()
+        greater = n_vocab - torch.searchsorted(ordered, mine.contiguous(), right=True)
+        denom = torch.where(members < n_vocab, n_vocab - 1, n_vocab).clamp_min(1).to(mine.dtype)
+        out.append(1 - greater.to(mine.dtype) / denom)
+    return torch.stack(out)
 
 
 @EXPLAINERS.register_module()
@@ -137,6 +143,8 @@ class ConVis(Explainer):
             ``'imagenet-1k'``, a list of synset names, ``{name: text}`` or a :class:`~zoo.concepts.ConceptVocabulary`.
         template: text of a synset (fields ``lemma``, ``lemmas``, ``definition``, ``name``); ``'{lemma}'`` for lemma
             only. score: ``'rank'`` (rank_sim), ``'z'`` or ``'cosine'``.
+        standardize: ``'image'`` (per concept over the image's regions; needs several regions), ``'vocabulary'``
+            (per region over the vocabulary) or ``'none'``.
         hyponyms: ``'max'`` (max over the concept and its hyponyms in the vocabulary) or ``'none'``.
         hyponym_max: ``'region'`` (per region, the paper's max_rank_sim) or ``'map'`` (over aggregated maps).
         regions: ``'crops'`` or ``'masks'``. scales: window sides as fractions of the image side. stride: window step
@@ -153,13 +161,15 @@ class ConVis(Explainer):
     paper = PAPER
 
     def __init__(self, concept: str | None = None, vocabulary: Any = 'nouns', template: str = DEFAULT_TEMPLATE,
-                 score: str = 'rank', hyponyms: str = 'max', hyponym_max: str = 'region', regions: str = 'crops',
+                 score: str = 'rank', standardize: str = 'image', hyponyms: str = 'max', hyponym_max: str = 'region',
+                 regions: str = 'crops',
                  scales: Sequence[float] = (0.5, 0.25), stride: float = 0.5, fill: float = 0.0,
                  aggregate: str = 'mean', batch_size: int = 64, cache: Any = 'auto', instances: bool = False,
                  progress: bool | None = None, normalize: bool = True, resize: bool = True,
                  eval_mode: bool = True) -> None:
         super().__init__(normalize=normalize, resize=resize, eval_mode=eval_mode)
         for key, val, allowed in (('score', score, ('rank', 'z', 'cosine')), ('hyponyms', hyponyms, ('max', 'none')),
+                                  ('standardize', standardize, ('image', 'vocabulary', 'none')),
                                   ('hyponym_max', hyponym_max, ('region', 'map')),
                                   ('regions', regions, ('crops', 'masks')), ('aggregate', aggregate, ('mean', 'max'))):
             if val not in allowed:
@@ -176,6 +186,7 @@ class ConVis(Explainer):
         if concept is not None and not (isinstance(concept, str) and concept.strip()):
             raise ConfigError(f'ConVis concept must be a non-empty string, got {concept!r}.')
         self.concept, self.vocabulary, self.template, self.score = concept, vocabulary, template, score
+        self.standardize = standardize
         self.hyponyms, self.hyponym_max, self.regions, self.scales = hyponyms, hyponym_max, regions, scales
         self.stride, self.fill, self.aggregate, self.batch_size = float(stride), float(fill), aggregate, batch_size
         self.cache, self.instances, self.progress = cache, bool(instances), progress
@@ -310,13 +321,17 @@ class ConVis(Explainer):
     # --- maps -------------------------------------------------------------------------------------------------
     def raw_concept_maps(self, model: nn.Module, images: Tensor, concepts: Sequence[Concept], extra: Tensor) -> Tensor:
         """Raw maps ``[B, K, H, W]`` of resolved concepts for images on the model's device."""
-        size = tuple(images.shape[-2:])
+        region = self.region_embeddings(model, images)
+        return self.maps_from_regions(region, self.vocabulary_embeddings(model), concepts, extra,
+                                      tuple(images.shape[-2:]))
+
+    def maps_from_regions(self, region: Tensor, vocab_emb: Tensor, concepts: Sequence[Concept], extra: Tensor,
+                          size: tuple[int, int]) -> Tensor:
+        """Raw maps ``[B, K, H, W]`` from region embeddings ``[B, R, D]`` (several settings can share them)."""
         members = sorted({m for c in concepts for m in c.members})
         col = {m: j for j, m in enumerate(members)}
-        region = self.region_embeddings(model, images)
-        vocab_emb = self.vocabulary_embeddings(model).to(region.device)
-        scores = member_scores(region, vocab_emb, extra.to(region.device),
-                               torch.tensor(members, device=region.device), self.score)       # [B, R, J]
+        scores = member_scores(region, vocab_emb.to(region.device), extra.to(region.device),
+                               torch.tensor(members, device=region.device), self.score, self.standardize)
         groups = [[col[m] for m in c.members] for c in concepts]
         if self.hyponym_max == 'region':
             per_concept = torch.stack([scores[..., g].amax(-1) for g in groups], -1)      # [B, R, K]
