@@ -130,34 +130,14 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
     return (maps - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def evaluate(args: argparse.Namespace) -> dict:
-    from tqdm.auto import tqdm
-
-    from zoo.concepts import LEMMA_TEMPLATE, encode_texts, synset_text, wordnet
-    from zoo.explainers import ConVis
-
-    model = load_model(args.config, args.checkpoint, args.device)
-    pixels, labels, masks, boxes = test_images(args.images, args.seed)
-    convis = ConVis(vocabulary=args.vocabulary, normalize=False, batch_size=args.batch_size, progress=False)
-    concepts = CLASS_SYNSETS + ['footwear.n.02', 'footwear.n.01']
-    start = time.perf_counter()
-    convis.vocabulary_embeddings(model)
-    vocab_s = time.perf_counter() - start
-    raw = []
-    start = time.perf_counter()
-    for i in tqdm(range(0, len(pixels), args.batch), desc='convis'):
-        x = model.normalize(pixels[i:i + args.batch].to(args.device))
-        raw.append(convis.explain_concepts(model, x, concepts).cpu())
-    explain_s = time.perf_counter() - start
-    raw = torch.cat(raw)                                                     # [N, K, H, W] raw max_rank_sim
+def localisation(raw: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor) -> dict:
+    """Pointing game, energy and WSOL of the class synsets' maps (``raw`` [N, K, H, W], first 10 = classes)."""
     n = len(labels)
     own = minmax(raw[torch.arange(n), labels])
     other_cls = (labels + 1 + torch.randint(0, 9, (n,), generator=torch.Generator().manual_seed(0))) % 10
     other = minmax(raw[torch.arange(n), other_cls])
     bmask = box_masks(boxes, tuple(masks.shape[-2:]))
-    res: dict = {'images': n, 'vocabulary': args.vocabulary, 'vocabulary_size': len(convis.vocab),
-                 'convis': convis.config(), 'seconds': {'vocabulary_embedding': vocab_s, 'explain': explain_s},
-                 'concepts_x_images_per_s': n * len(concepts) / explain_s}
+    res: dict = {}
     for tol in (0, 15):
         hit, chance = pointing(own, masks, tol)
         res[f'pointing_mask_tol{tol}'] = {'class_synset': hit, 'other_class_synset': pointing(other, masks, tol)[0],
@@ -170,23 +150,76 @@ def evaluate(args: argparse.Namespace) -> dict:
     res['wsol_iou50'] = {f't{t}': float(np.mean([iou(map_box(m.numpy(), t), b) >= 0.5 for m, b in
                                                  zip(own, boxes.tolist())])) for t in (0.2, 0.35, 0.5)}
     res['wsol_iou50']['whole_image_box'] = float(np.mean([iou(full, b) >= 0.5 for b in boxes.tolist()]))
-    score = raw.flatten(2).mean(2)                                           # [N, K] image-level scores
-    for k, name in ((10, 'footwear.n.02'), (11, 'footwear.n.01')):
-        per_class = {int(c): float(score[labels == c, k].mean()) for c in labels.unique()}
-        shoes = score[torch.isin(labels, torch.tensor(SHOES)), k].numpy()
-        garments = score[torch.isin(labels, torch.tensor(GARMENTS)), k].numpy()
-        res[name] = {'per_class_mean': per_class, 'shoes_mean': float(shoes.mean()),
-                     'garments_mean': float(garments.mean()), 'auroc_shoes_vs_garments': auroc(shoes, garments)}
+    return res
+
+
+def hypernym_scores(score: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Per-class mean of an image-level score, shoes vs garments, AUROC."""
+    shoes = score[torch.isin(labels, torch.tensor(SHOES))].numpy()
+    garments = score[torch.isin(labels, torch.tensor(GARMENTS))].numpy()
+    return {'per_class_mean': {int(c): float(score[labels == c].mean()) for c in labels.unique()},
+            'shoes_mean': float(shoes.mean()), 'garments_mean': float(garments.mean()),
+            'auroc_shoes_vs_garments': auroc(shoes, garments)}
+
+
+SETTINGS = {'max_rank_sim (defaults)': {}, 'rank_sim (hyponyms=none)': dict(hyponyms='none'),
+            'max_rank_sim, standardize=vocabulary': dict(standardize='vocabulary'),
+            'cosine (ablation)': dict(score='cosine')}
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    from tqdm.auto import tqdm
+
+    from zoo.concepts import LEMMA_TEMPLATE, encode_texts, synset_text, wordnet
+    from zoo.explainers import ConVis
+
+    model = load_model(args.config, args.checkpoint, args.device)
+    pixels, labels, masks, boxes = test_images(args.images, args.seed)
+    size = tuple(pixels.shape[-2:])
+    concepts = CLASS_SYNSETS + ['footwear.n.02', 'footwear.n.01']
+    variants = {k: ConVis(vocabulary=args.vocabulary, normalize=False, batch_size=args.batch_size, progress=False,
+                          **kw) for k, kw in SETTINGS.items()}
+    whole = ConVis(vocabulary=args.vocabulary, scales=(1.0,), standardize='vocabulary', normalize=False)
+    first = next(iter(variants.values()))
+    start = time.perf_counter()
+    vocab_emb = first.vocabulary_embeddings(model)
+    vocab_s = time.perf_counter() - start
+    resolved, extra = first.resolve_concepts(model, concepts)
+    raw: dict = {k: [] for k in variants}
+    image_level = []
+    region_s = 0.0
+    for i in tqdm(range(0, len(pixels), args.batch), desc='convis'):
+        with torch.no_grad():
+            x = model.normalize(pixels[i:i + args.batch].to(args.device))
+            start = time.perf_counter()
+            region = first.region_embeddings(model, x)
+            region_s += time.perf_counter() - start
+            for k, v in variants.items():
+                raw[k].append(v.maps_from_regions(region, vocab_emb, resolved, extra, size).cpu())
+            image_level.append(whole.explain_concepts(model, x, concepts[-2:])[:, :, 0, 0].cpu())
+    raw = {k: torch.cat(v) for k, v in raw.items()}
+    image_level = torch.cat(image_level)
+    res: dict = {'images': len(labels), 'vocabulary': args.vocabulary, 'vocabulary_size': len(first.vocab),
+                 'convis': first.config(), 'seconds': {'vocabulary_embedding': vocab_s, 'region_encoding': region_s},
+                 'settings': {}}
+    for k, maps in raw.items():
+        row = localisation(maps, labels, masks, boxes)
+        row['footwear.n.02_map_mean'] = hypernym_scores(maps[:, 10].flatten(1).mean(1), labels)
+        row['footwear.n.02_map_max'] = hypernym_scores(maps[:, 10].flatten(1).amax(1), labels)
+        res['settings'][k] = row
+    res['footwear.n.02_whole_image'] = hypernym_scores(image_level[:, 0], labels)
+    res['footwear.n.01_whole_image'] = hypernym_scores(image_level[:, 1], labels)
     res['definitions_check'] = definitions_check(model, args, encode_texts, synset_text, wordnet, LEMMA_TEMPLATE)
     if args.grid:
         from zoo.viz import save_grid
 
         pick = [int((labels == c).nonzero()[0]) for c in (5, 0, 8, 1) if (labels == c).any()][:4]
         cols = {'footwear.n.02': 10, 'shirt.n.01': 6, 'bag.n.01': 8, 'trouser.n.01': 1}
-        maps = {k: minmax(raw[pick, j]) for k, j in cols.items()}
+        maps = raw['max_rank_sim (defaults)']
         names = model.explain_meta['class_names']
-        save_grid(args.grid, pixels[pick], maps, row_labels=[names[int(labels[i])] for i in pick],
-                  title='ConVis (max_rank_sim) on the offline LiT model', cell_inches=1.3)
+        save_grid(args.grid, pixels[pick], {k: minmax(maps[pick, j]) for k, j in cols.items()},
+                  row_labels=[names[int(labels[i])] for i in pick], title='ConVis (max_rank_sim), offline LiT model',
+                  cell_inches=1.3)
         res['grid'] = args.grid
     return res
 
@@ -264,16 +297,22 @@ def report(kind: str, res: dict) -> str:
                   for k, v in res['calls'].items()]
         return '\n'.join(lines)
     f = lambda d: ' | '.join(f'{v:.3f}' for v in d.values())  # noqa: E731
-    lines = [f"{res['images']} test images, vocabulary {res['vocabulary']} ({res['vocabulary_size']} synsets)",
-             '| metric | class synset | other class synset | baseline |', '|---|---|---|---|']
-    for key in ('pointing_mask_tol0', 'pointing_mask_tol15', 'energy_mask', 'energy_box'):
-        lines.append(f'| {key} | {f(res[key])} |')
-    lines.append(f"WSOL IoU>=0.5: {json.dumps({k: round(v, 3) for k, v in res['wsol_iou50'].items()})}")
-    for name in ('footwear.n.02', 'footwear.n.01'):
-        d = res[name]
-        lines.append(f"{name}: shoes {d['shoes_mean']:.3f} vs garments {d['garments_mean']:.3f}, AUROC "
-                     f"{d['auroc_shoes_vs_garments']:.3f}; per class "
-                     f"{json.dumps({k: round(v, 3) for k, v in d['per_class_mean'].items()})}")
+    r3 = lambda d: json.dumps({k: round(v, 3) for k, v in d.items()})  # noqa: E731
+    lines = [f"{res['images']} test images, vocabulary {res['vocabulary']} ({res['vocabulary_size']} synsets); "
+             f"seconds {r3(res['seconds'])}"]
+    for name, row in res['settings'].items():
+        lines += [f'{name}', '| metric | class synset | other class synset | baseline |', '|---|---|---|---|']
+        for key in ('pointing_mask_tol0', 'pointing_mask_tol15', 'energy_mask', 'energy_box'):
+            lines.append(f'| {key} | {f(row[key])} |')
+        lines.append(f"WSOL IoU>=0.5: {r3(row['wsol_iou50'])}")
+        for key in ('footwear.n.02_map_mean', 'footwear.n.02_map_max'):
+            d = row[key]
+            lines.append(f"{key}: shoes {d['shoes_mean']:.3f} vs garments {d['garments_mean']:.3f}, AUROC "
+                         f"{d['auroc_shoes_vs_garments']:.3f}; per class {r3(d['per_class_mean'])}")
+    for key in ('footwear.n.02_whole_image', 'footwear.n.01_whole_image'):
+        d = res[key]
+        lines.append(f"{key}: shoes {d['shoes_mean']:.3f} vs garments {d['garments_mean']:.3f}, AUROC "
+                     f"{d['auroc_shoes_vs_garments']:.3f}; per class {r3(d['per_class_mean'])}")
     dc = res['definitions_check']
     for name in ('definitions', 'lemma_only'):
         row = {k: round(v, 3) for k, v in dc[name].items() if k != 'texts'}
@@ -293,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--batch', type=int, default=8, help='images per ConVis call')
     p.add_argument('--batch-size', type=int, default=64, help='region images per image-encoder call')
     p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=1, help='image subset (defaults were explored on seed 0)')
     p.add_argument('--device', default='cpu')
     p.add_argument('--out', default='work_dirs/convis_eval')
     p.add_argument('--grid', default=None, help='evaluate: write the example grid PNG here')

@@ -20,10 +20,12 @@ the concept vocabulary ``V`` (``'nouns'``: all 82,115 WordNet 3.0 noun synsets, 
   the maps of itself and its hyponyms.
 
 Regions (the paper leaves the scheme open; this is the stated default, every part a switch): square-ish windows of
-``scales`` (fractions of the image side: 0.5 and 0.25), laid on a grid with a step of ``stride`` (0.5) window,
-first and last windows on the image border. ``regions='crops'`` crops each window and resizes it (bilinear) to the
-image size before the image encoder; ``regions='masks'`` keeps the image size and sets everything outside the window
-to ``fill`` (0: the normalisation mean). Every (image, window) pair runs through the image encoder ``batch_size`` at
+``scales`` (fractions of the image side: 0.5 and 0.375), laid on a grid with a step of ``stride`` (0.5) window,
+first and last windows on the image border (3 × 3 + 5 × 5 = 34 windows). ``regions='masks'`` (default) keeps the
+image size and sets everything outside the window to ``fill`` (0: the normalisation mean), so an object keeps the
+scale the encoder saw in training; ``regions='crops'`` crops each window and resizes it (bilinear) to the image size
+(the usual multi-scale crop scheme; objects are enlarged). Every (image, window) pair runs through the image encoder
+``batch_size`` at
 a time. Aggregation: each pixel gets the mean (``aggregate='mean'``) or maximum (``'max'``) of the scores of the
 windows covering it, per scale; scales are averaged. Maps are ``[B, H, W]``, min-max scaled to [0, 1]
 (``normalize=False``: the raw scores — rank scores are in [0, 1] already), computed on the model's device.
@@ -162,8 +164,8 @@ class ConVis(Explainer):
 
     def __init__(self, concept: str | None = None, vocabulary: Any = 'nouns', template: str = DEFAULT_TEMPLATE,
                  score: str = 'rank', standardize: str = 'image', hyponyms: str = 'max', hyponym_max: str = 'region',
-                 regions: str = 'crops',
-                 scales: Sequence[float] = (0.5, 0.25), stride: float = 0.5, fill: float = 0.0,
+                 regions: str = 'masks',
+                 scales: Sequence[float] = (0.5, 0.375), stride: float = 0.5, fill: float = 0.0,
                  aggregate: str = 'mean', batch_size: int = 64, cache: Any = 'auto', instances: bool = False,
                  progress: bool | None = None, normalize: bool = True, resize: bool = True,
                  eval_mode: bool = True) -> None:
