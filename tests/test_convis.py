@@ -85,7 +85,7 @@ def test_rank_sim_and_max_rank_sim_equal_a_direct_computation(model, vocab, imag
     targets = ['footwear', 'shoe', 'coat', 'a red umbrella']
     maps = convis.explain_concepts(model, images, targets)                 # [B, K, H, W]
     boxes, _ = convis.boxes((32, 32))
-    regions = direct_region_embeddings(model, images, boxes)
+    regions = direct_region_embeddings(model, images, boxes, convis.regions)
     with torch.no_grad():
         texts = model.encode_text(list(CONCEPTS.values()) + ['a red umbrella'], normalize=True)
     names = list(CONCEPTS)
@@ -113,7 +113,7 @@ def test_z_score_equals_a_direct_computation(model, vocab, images, standardize):
                     stride=1.0, normalize=False, cache=None)
     maps = convis.explain_concepts(model, images, ['bag'])
     boxes, _ = convis.boxes((32, 32))
-    regions = direct_region_embeddings(model, images, boxes)
+    regions = direct_region_embeddings(model, images, boxes, convis.regions)
     with torch.no_grad():
         sims = regions @ model.encode_text(list(CONCEPTS.values()), normalize=True).T     # [B, R, V]
     dim = -1 if standardize == 'vocabulary' else 1
@@ -187,3 +187,34 @@ def test_errors_are_one_line_and_say_what_to_do(model, vocab, images):
         convis(model, images, ['coat', 'bag'])
     with pytest.raises(ConfigError, match='needs a concept'):
         convis(model, images)
+
+
+def test_explain_tool_gives_an_images_x_concepts_grid(vocab, tmp_path):
+    from PIL import Image
+
+    from tests.conftest import load_tool
+    from zoo.apis.explaining import explain_images
+
+    tool = load_tool('explain')
+    methods = tool.concept_methods(['convis', 'gradcam'], ['footwear', 'a red coat'], None, None)
+    assert methods == [dict(type='ConVis', concept='footwear'), dict(type='ConVis', concept='a red coat'), 'gradcam']
+    with pytest.raises(ConfigError, match='not both'):
+        tool.concept_methods(['convis'], ['footwear'], None, '3')
+    with pytest.raises(ConfigError, match='for --method convis'):
+        tool.concept_methods(['gradcam'], ['footwear'], None, None)
+    args = tool.parse_args(['c.py', 'none', 'x.png', '--method', 'convis', '--concept', 'footwear.n.02',
+                            '--concept', 'boot.n.01', '--vocabulary', 'nouns', '--out', str(tmp_path)])
+    assert args.concept == ['footwear.n.02', 'boot.n.01'] and args.vocabulary == 'nouns'
+    torch.manual_seed(0)
+    clf = MODELS.build(dict(type='CLIPZeroShotClassifier', class_names=['shoe', 'coat'], templates=['a {c}.'],
+                            image_text=dict(type='ImageTextModel', model_cfg=TINY))).eval()
+    for name, colour in (('a', 'red'), ('b', 'blue')):
+        Image.new('RGB', (40, 40), colour).save(tmp_path / f'{name}.png')
+    methods = [dict(m, vocabulary=vocab, cache=None) for m in methods[:2]]
+    res = explain_images(clf, [tmp_path / 'a.png', tmp_path / 'b.png'], methods=methods, out_dir=tmp_path / 'out',
+                         size=32, progress=False)
+    assert set(res.maps) == {'ConVis_footwear', 'ConVis_a red coat'}
+    assert res.maps['ConVis_footwear'].shape == (2, 32, 32)
+    names = sorted(p.name for p in (tmp_path / 'out').iterdir())
+    assert names == ['a_ConVis_aredcoat.png', 'a_ConVis_footwear.png', 'b_ConVis_aredcoat.png',
+                     'b_ConVis_footwear.png', 'grid.png']
