@@ -184,7 +184,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     vocab_emb = first.vocabulary_embeddings(model)
     vocab_s = time.perf_counter() - start
-    resolved, extra = first.resolve_concepts(model, concepts)
+    resolved = {k: v.resolve_concepts(model, concepts) for k, v in variants.items()}   # hyponyms switch applies here
     raw: dict = {k: [] for k in variants}
     image_level = []
     region_s = 0.0
@@ -195,7 +195,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             region = first.region_embeddings(model, x)
             region_s += time.perf_counter() - start
             for k, v in variants.items():
-                raw[k].append(v.maps_from_regions(region, vocab_emb, resolved, extra, size).cpu())
+                raw[k].append(v.maps_from_regions(region, vocab_emb, *resolved[k], size).cpu())
             image_level.append(whole.explain_concepts(model, x, concepts[-2:])[:, :, 0, 0].cpu())
     raw = {k: torch.cat(v) for k, v in raw.items()}
     image_level = torch.cat(image_level)

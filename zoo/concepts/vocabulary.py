@@ -14,7 +14,8 @@ WordNet vocabularies (:func:`wordnet_vocabulary`) by spec:
 ``'hyponyms:<synset>'``     a synset and everything below it (``'hyponyms:clothing.n.01'``: 561)
 ``'imagenet-1k'``           the 1,000 ImageNet-1k classes (wnids from timm's class list, resolved offline)
 a list of synset names      those synsets
-``'<spec>+<spec>'``         the union, in order (``'hyponyms:covering.n.02+hyponyms:container.n.01'``: 1,758)
+``'<spec>+<spec>'``         the union, in order (``'hyponyms:covering.n.02+hyponyms:container.n.01'``: 1,758); a
+                            part may be one synset name (``'hyponyms:garment.n.01+gravel.n.01'``)
 =========================== =====================================================================================
 
 Reading all of WordNet takes tens of seconds, so a WordNet vocabulary is stored once as JSON in
@@ -179,6 +180,8 @@ def _synsets_of(spec: str | Sequence[str], instances: bool) -> list[Any]:
             return [root, *wordnet.closure(root, instances)]
         if spec == 'imagenet-1k':
             return [wordnet.from_wnid(w) for w in imagenet_wnids()]
+        if wordnet.is_synset_name(spec):
+            return [wordnet.synset(spec)]
         raise ConfigError(f'Unknown concept vocabulary {shorten(spec)!r}.{did_you_mean(spec, SPECS[:3])} Known: '
                           f'{", ".join(SPECS)}; or a ConceptVocabulary.')
     return [wordnet.synset(str(name)) for name in spec]
