@@ -211,15 +211,16 @@ def evaluate(args: argparse.Namespace) -> dict:
     res['footwear.n.01_whole_image'] = hypernym_scores(image_level[:, 1], labels)
     res['definitions_check'] = definitions_check(model, args, encode_texts, synset_text, wordnet, LEMMA_TEMPLATE)
     if args.grid:
-        from zoo.viz import save_grid
+        from zoo.viz import grid_figure, save_figure
 
         pick = [int((labels == c).nonzero()[0]) for c in (5, 0, 8, 1) if (labels == c).any()][:4]
         cols = {'footwear.n.02': 10, 'shirt.n.01': 6, 'bag.n.01': 8, 'trouser.n.01': 1}
         maps = raw['max_rank_sim (defaults)']
         names = model.explain_meta['class_names']
-        save_grid(args.grid, pixels[pick], {k: minmax(maps[pick, j]) for k, j in cols.items()},
-                  row_labels=[names[int(labels[i])] for i in pick], title='ConVis (max_rank_sim), offline LiT model',
-                  cell_inches=1.3)
+        fig = grid_figure(pixels[pick], {k: minmax(maps[pick, j]) for k, j in cols.items()},
+                          row_labels=[names[int(labels[i])] for i in pick],
+                          title='ConVis (max_rank_sim), offline LiT model', cell_inches=1.3)
+        save_figure(fig, args.grid, dpi=75)
         res['grid'] = args.grid
     return res
 
