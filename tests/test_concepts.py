@@ -122,3 +122,15 @@ def test_concepts_never_import_models_apis_hub_or_tools():
     files = _modules(ROOT / 'zoo' / 'concepts')
     assert len(files) >= 4
     assert _violations(files, ('zoo.models', 'zoo.apis', 'zoo.hub', 'tools')) == []
+
+
+def test_embeddings_shipped_beside_an_export_are_read_from_there(tmp_path):
+    vocab = ConceptVocabulary.custom({'cat': 'a small feline', 'dog': 'a domestic canine'})
+    model = Toy()
+    model.pretrained_files = {'weights': str(tmp_path / 'export' / 'model.safetensors')}   # as zoo.load records it
+    shipped = emb_mod.save_vocabulary_embeddings(model, vocab, tmp_path / 'export' / 'concepts')
+    assert shipped.parent == tmp_path / 'export' / 'concepts'
+    emb_mod.clear_memory()
+    calls = model.calls
+    got = vocabulary_embeddings(model, vocab, cache=None)
+    assert model.calls == calls and got.shape == (2, 8)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from registry import MODELS
 from registry.errors import ConfigError
+from tests.image_text_fixtures import tiny_lit  # noqa: F401  (session fixture)
 from zoo.concepts import ConceptVocabulary, wordnet
 from zoo.explainers import ConVis, build_explainer
 from zoo.explainers.convis import region_boxes
@@ -218,3 +219,22 @@ def test_explain_tool_gives_an_images_x_concepts_grid(vocab, tmp_path):
     names = sorted(p.name for p in (tmp_path / 'out').iterdir())
     assert names == ['a_ConVis_aredcoat.png', 'a_ConVis_footwear.png', 'b_ConVis_aredcoat.png',
                      'b_ConVis_footwear.png', 'grid.png']
+
+
+@pytest.mark.slow
+def test_convis_on_the_tiny_trained_lit_export(tiny_lit, tmp_path, monkeypatch):  # noqa: F811
+    """The real recipe made tiny, loaded as users do; a WordNet vocabulary shipped beside the export."""
+    from zoo.concepts import embeddings as emb_mod
+    from zoo.concepts import save_vocabulary_embeddings, wordnet_vocabulary
+
+    monkeypatch.setenv('XZOO_CACHE', str(tmp_path / 'cache'))
+    model = tiny_lit.load()
+    vocab = wordnet_vocabulary('hyponyms:footwear.n.02+hyponyms:garment.n.01')
+    save_vocabulary_embeddings(model, vocab, tiny_lit.export / 'concepts')
+    emb_mod.clear_memory()
+    x = torch.randn(2, 3, 64, 64)
+    maps = ConVis(vocabulary=vocab, cache=None).explain_concepts(model, x, ['footwear.n.02', 'a red coat', 3])
+    assert maps.shape == (2, 3, 64, 64) and bool(torch.isfinite(maps).all())
+    emb_mod.clear_memory()
+    monkeypatch.setattr(emb_mod, 'encode_texts', lambda *a, **k: pytest.fail('recomputed instead of read'))
+    assert emb_mod.vocabulary_embeddings(model, vocab, cache=None).shape[0] == len(vocab)   # from the export
