@@ -25,9 +25,9 @@ first and last windows on the image border (3 × 3 + 5 × 5 = 34 windows). ``reg
 image size and sets everything outside the window to ``fill`` (0: the normalisation mean), so an object keeps the
 scale the encoder saw in training; ``regions='crops'`` crops each window and resizes it (bilinear) to the image size
 (the usual multi-scale crop scheme; objects are enlarged). Every (image, window) pair runs through the image encoder
-``batch_size`` at
-a time. Aggregation: each pixel gets the mean (``aggregate='mean'``) or maximum (``'max'``) of the scores of the
-windows covering it, per scale; scales are averaged. Maps are ``[B, H, W]``, min-max scaled to [0, 1]
+``batch_size`` at a time, and all concepts of a call share those embeddings. Aggregation: each pixel gets the mean
+(``aggregate='mean'``) or maximum (``'max'``) of the scores of the windows covering it, per scale; scales are
+averaged. Maps are ``[B, H, W]``, min-max scaled to [0, 1]
 (``normalize=False``: the raw scores — rank scores are in [0, 1] already), computed on the model's device.
 
 The model is any module with ``encode_image(images, normalize=True)`` and ``encode_text(texts, normalize=True)``: an
