@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test data lint clean
+.PHONY: demo test data lint clean wordnet
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ demo: $(VENV)/.installed-demo
 data: $(VENV)/.installed-demo
 	$(BIN)/python tools/prepare_data.py
 
+## wordnet: WordNet 3.0 for ConVis / zoo.concepts (Debian wordnet-base + wordnet-sense-index), if missing
+wordnet:
+	@[ -f /usr/share/wordnet/index.sense ] || ! command -v apt-get >/dev/null \
+	  || { SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo -n"; \
+	       $$SUDO apt-get install -y -q wordnet-base wordnet-sense-index >/dev/null 2>&1 \
+	       || { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q wordnet-base wordnet-sense-index >/dev/null; } \
+	       || echo "warning: could not apt-get install wordnet-base wordnet-sense-index (ConVis tests will fail)"; }
+
 ## test: create .venv, install with the dev and xai extras, run the test suite (offline)
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test wordnet
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test

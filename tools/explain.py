@@ -2,10 +2,12 @@
 
     python tools/explain.py CONFIG CHECKPOINT IMAGES... --method gradcam [--method eigencam ...]
         [--target CLASS] --out DIR [--device cpu] [--size 224] [--batch-size 8] [--cfg-options k=v ...]
+    python tools/explain.py CONFIG CHECKPOINT IMAGES... --method convis --concept footwear.n.02 [--concept ...]
 
 IMAGES are image files and/or folders (searched recursively). CLASS is an index or a class name; by default each
 image is explained for its predicted class. --method native draws a model family's own explanation (ranked
-descriptors, prototypes, ...) as <stem>_<kind>.png and writes its records to native.json. All logic lives in
+descriptors, prototypes, ...) as <stem>_<kind>.png and writes its records to native.json. --method convis explains
+image-text models for concepts (--concept, repeatable: a grid of images x concepts). All logic lives in
 :func:`zoo.apis.explaining.explain`.
 """
 from __future__ import annotations
@@ -31,6 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "own explanation (e.g. a DescriptorClassifier's ranked descriptors); repeat or comma-separate "
                         'for several (default gradcam)')
     p.add_argument('--target', default=None, help='class index or name (default: the predicted class)')
+    p.add_argument('--concept', action='append', default=None, metavar='CONCEPT',
+                   help="--method convis: a WordNet synset (footwear.n.02) or a free text; repeat for an images x "
+                        'concepts grid')
+    p.add_argument('--vocabulary', default=None, metavar='SPEC',
+                   help="--method convis: the concepts regions are ranked against ('nouns', the default; "
+                        "'hyponyms:artifact.n.01', 'imagenet-1k'); docs/explainers.md#convis")
     p.add_argument('--out', required=True, help='output folder for the PNGs')
     p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda:0'")
     p.add_argument('--size', type=int, nargs='+', default=None, metavar='PX',
@@ -58,12 +66,31 @@ def check_args(args: argparse.Namespace) -> None:
     check_device(args.device)
 
 
+def concept_methods(methods: list[str], concepts: list[str] | None, vocabulary: str | None,
+                    target: str | None) -> list:
+    """``--method convis`` with ``--concept`` (repeatable) → one ConVis config per concept."""
+    is_convis = [m.lower() == 'convis' for m in methods]
+    if (concepts or vocabulary) and not any(is_convis):
+        raise ConfigError('--concept and --vocabulary are for --method convis.')
+    if concepts and target is not None:
+        raise ConfigError('Give --concept (what ConVis explains) or --target (a class of the model), not both.')
+    extra = {'vocabulary': vocabulary} if vocabulary else {}
+    out: list = []
+    for m, convis in zip(methods, is_convis):
+        if convis and (concepts or extra):
+            out += [dict(type='ConVis', concept=c, **extra) for c in concepts or [None]]
+        else:
+            out.append(m)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_args(args)
     from zoo.apis.explaining import explain
 
     methods = [m.strip() for arg in (args.method or ['gradcam']) for m in arg.split(',') if m.strip()]
+    methods = concept_methods(methods, args.concept, args.vocabulary, args.target)
     size = None if args.size is None else (args.size[0] if len(args.size) == 1 else tuple(args.size[:2]))
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
     result = explain(args.config, checkpoint, args.images, methods=methods, target=args.target, out_dir=args.out,

@@ -159,6 +159,14 @@ def _is_native(model: nn.Module, method: str | Mapping) -> bool:
     return isinstance(method, str) and method in ('native', getattr(model, 'native_explanation', None) or 'native')
 
 
+def _method_key(method: str | Mapping) -> str:
+    """A method's column name: the alias, or the config's type (plus its ``concept`` for concept explainers)."""
+    if isinstance(method, str):
+        return method
+    concept = method.get('concept')
+    return str(method.get('type')) + (f'_{concept}' if concept else '')
+
+
 def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequence[str | Mapping] = ('gradcam',),
                    target: int | str | None = None, out_dir: str | Path | None = None,
                    size: int | Sequence[int] | None = None, batch_size: int = 8, alpha: float = 0.5,
@@ -190,8 +198,7 @@ def explain_images(model: nn.Module, images: Sequence[str | Path], methods: Sequ
     if native and not (is_zoo_model(model) and getattr(model, 'native_explanation', None)):
         raise ConfigError(f'{type(model).__name__} has no explanation of its own (--method native); use a saliency '
                           'explainer such as --method gradcam.')
-    explainers = {(m if isinstance(m, str) else str(m.get('type'))): build_explainer(m) for m in methods
-                  if not _is_native(model, m)}
+    explainers = {_method_key(m): build_explainer(m) for m in methods if not _is_native(model, m)}
     norm = normalizer(model)
     device = model_device(model)
     pixels = load_batch(model, paths, size)

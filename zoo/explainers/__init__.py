@@ -27,7 +27,8 @@ finercam → FinerCAM, eigencam → EigenCAM, eigengradcam → EigenGradCAM, kpc
 sscam → SSCAM, iscam → ISCAM, ablationcam → AblationCAM, fullgrad → FullGrad, saliency → Saliency,
 ig → IntegratedGradients, smoothgrad → SmoothGrad, guidedbackprop → GuidedBackprop,
 guidedgradcam → GuidedGradCAM, rise → RISE, lcam → LCAM (models with a
-trained L-CAM attention module). A new explainer is a subclass of :class:`Explainer` (or
+trained L-CAM attention module), convis → ConVis (concept saliency on image-text models: targets are
+concepts). A new explainer is a subclass of :class:`Explainer` (or
 :class:`CAMExplainer`) decorated with ``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)`` to be
 reachable from the CLI (see docs/explainers.md).
 
@@ -47,10 +48,11 @@ from typing import Any
 from registry import EXPLAINERS
 from registry.aliases import alias_table, build_from_alias, resolve_alias
 
-from . import ablation, eigencam, finercam, fullgrad, gradcam, guided, lcam, pixel, rise, scorecam  # noqa: F401
+from . import ablation, convis, eigencam, finercam, fullgrad, gradcam, guided, lcam, pixel, rise, scorecam  # noqa: F401
 from ._targets import TargetScores, target_scores
 from .ablation import AblationCAM
 from .base import CAMExplainer, Capture, Explainer, minmax_normalize, model_state, resize_maps
+from .convis import ConVis
 from .eigencam import KPCACAM, EigenCAM, EigenGradCAM
 from .finercam import FinerCAM
 from .fullgrad import FullGrad
@@ -97,4 +99,4 @@ __all__ = ['Explainer', 'CAMExplainer', 'PixelExplainer', 'Capture', 'TargetScor
            'model_state', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM', 'HiResCAM', 'GradCAMElementWise',
            'ShapleyCAM', 'FinerCAM', 'EigenCAM', 'EigenGradCAM', 'KPCACAM', 'ScoreCAM', 'SSCAM', 'ISCAM',
            'AblationCAM', 'FullGrad', 'Saliency', 'IntegratedGradients', 'SmoothGrad', 'GuidedBackprop',
-           'GuidedGradCAM', 'RISE', 'LCAM']
+           'GuidedGradCAM', 'RISE', 'LCAM', 'ConVis']
