@@ -18,9 +18,9 @@ The interface (stable; metrics, the zoo and the CLI rely on it)::
 
 Names (CLI alias → registered class): gradcam → GradCAM, gradcam++ → GradCAMPlusPlus, xgradcam → XGradCAM,
 layercam → LayerCAM, hirescam → HiResCAM, eigencam → EigenCAM, kpcacam → KPCACAM, scorecam → ScoreCAM,
-rise → RISE. A new explainer is a subclass of :class:`Explainer` (or :class:`CAMExplainer`) decorated with
-``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)`` to be reachable from the CLI
-(see docs/explainers.md).
+rise → RISE, promptcam → PromptCAM (Prompt-CAM models only). A new explainer is a subclass of :class:`Explainer`
+(or :class:`CAMExplainer`) decorated with ``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)``
+to be reachable from the CLI (see docs/explainers.md).
 
 Example:
     >>> import timm, torch
@@ -38,10 +38,11 @@ from typing import Any
 from registry import EXPLAINERS
 from registry.aliases import alias_table, build_from_alias, resolve_alias
 
-from . import eigencam, gradcam, rise, scorecam  # noqa: F401  (register every explainer)
+from . import eigencam, gradcam, prompt_cam, rise, scorecam  # noqa: F401  (register every explainer)
 from .base import CAMExplainer, Capture, Explainer, minmax_normalize, model_state, resize_maps
 from .eigencam import KPCACAM, EigenCAM
 from .gradcam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from .prompt_cam import PromptCAM, TraitRanking
 from .rise import RISE
 from .scorecam import ScoreCAM
 
@@ -79,4 +80,4 @@ def build_explainer(name_or_cfg: str | Mapping[str, Any] | Explainer, **kwargs: 
 __all__ = ['Explainer', 'CAMExplainer', 'Capture', 'build_explainer', 'explainer_class', 'list_explainers',
            'resolve_name',
            'minmax_normalize', 'resize_maps', 'model_state', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM',
-           'HiResCAM', 'EigenCAM', 'KPCACAM', 'ScoreCAM', 'RISE']
+           'HiResCAM', 'EigenCAM', 'KPCACAM', 'ScoreCAM', 'RISE', 'PromptCAM', 'TraitRanking']
