@@ -299,3 +299,17 @@ def test_export_round_trip_equal_outputs_and_maps(tmp_path):
     explainer = build_explainer('promptcam')
     assert torch.equal(explainer.head_maps(model, x), explainer.head_maps(loaded, x))
     assert model.explain(pixels, method='native').records == loaded.explain(pixels, method='native').records
+
+    # the traits tool on the export: one PNG per image and the ranking as JSON
+    from PIL import Image
+
+    from .conftest import load_tool
+    for name in ('a', 'b'):
+        Image.fromarray(torch.randint(0, 256, (40, 40, 3), dtype=torch.uint8).numpy()).save(tmp_path / f'{name}.png')
+    out = tmp_path / 'traits'
+    load_tool('explain_traits').main(['--model', f'local-dir:{tmp_path / "export"}', str(tmp_path / 'a.png'),
+                                      str(tmp_path / 'b.png'), '--out', str(out), '--top-traits', '2',
+                                      '--size', '32', '--target', 'c'])
+    records = json.loads((out / 'traits.json').read_text())
+    assert sorted(p.name for p in out.glob('*.png')) == ['a_traits.png', 'b_traits.png']
+    assert [r['class_name'] for r in records] == ['c', 'c'] and len(records[0]['traits']) == 2

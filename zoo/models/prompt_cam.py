@@ -401,8 +401,10 @@ class TraitsExplanation(Explanation):
 
     head_maps: Tensor | None = None
 
-    def figure(self, index: int, image: Tensor | None = None, class_names: Sequence[str] | None = None) -> Any:
-        """The image, then the top-k trait maps over it, left to right by rank."""
+    def figure(self, index: int, image: Tensor | None = None, class_names: Sequence[str] | None = None,
+               fig: Any = None) -> Any:
+        """The image, then the top-k trait maps over it, left to right by rank (``fig``: a matplotlib ``Figure``
+        or ``SubFigure`` to draw into, e.g. one row of a larger figure; a new figure by default)."""
         from matplotlib.figure import Figure
 
         from zoo.viz.overlay import overlay, to_display
@@ -410,18 +412,18 @@ class TraitsExplanation(Explanation):
         record = self.records[index]
         maps = self.head_maps[index] if self.head_maps is not None else self.maps[index][None]
         panels = len(maps) + (image is not None)
-        fig = Figure(figsize=(2.2 * panels, 2.6), layout='constrained')
+        if fig is None:
+            fig = Figure(figsize=(2.0 * panels, 2.4), layout='constrained')
         axes = fig.subplots(1, panels, squeeze=False)[0]
         start = 0
         if image is not None:
             axes[0].imshow(to_display(image).permute(1, 2, 0).numpy())
-            axes[0].set_title(f"{record['class_name']}\np={record['probability']:.2f}", fontsize=9)
+            axes[0].set_title(f"{record['class_name']}\np = {record['probability']:.2f}", fontsize=9)
             start = 1
         for j, trait in enumerate(record['traits'][:len(maps)]):
-            ax = axes[start + j]
             base = image if image is not None else torch.zeros(3, *maps[j].shape)
-            ax.imshow(overlay(base, maps[j]).permute(1, 2, 0).numpy())
-            ax.set_title(f"trait {trait['rank']}: head {trait['head']}", fontsize=9)
+            axes[start + j].imshow(overlay(base, maps[j]).permute(1, 2, 0).numpy())
+            axes[start + j].set_title(f"trait {trait['rank']}: head {trait['head']}", fontsize=9)
         for ax in axes:
             ax.axis('off')
         return fig
