@@ -236,6 +236,9 @@ def test_native_explanation_draws_the_top_traits(model, images, tmp_path):
     exp = model.explain(pixels, method='native', top_traits=2)
     assert isinstance(exp, TraitsExplanation) and exp.kind == 'traits' and len(exp) == 2
     assert tuple(exp.head_maps.shape) == (2, 2, 32, 32) and tuple(exp.maps.shape) == (2, 32, 32)
+    assert torch.allclose(exp.maps, model.explain(pixels, method='promptcam', top_traits=2), atol=1e-6)
+    per_head = build_explainer('promptcam').head_maps(model, model.prepare(pixels))
+    assert torch.allclose(exp.head_maps[0], per_head[0, exp.records[0]['ranking'][:2]], atol=1e-6)
     record = exp.records[0]
     assert [t['rank'] for t in record['traits']] == [1, 2] and sorted(record['ranking']) == [0, 1, 2, 3]
     assert record['traits'][0]['head'] == record['ranking'][0] and record['class_name'] == 'abcde'[record['class']]
@@ -313,3 +316,12 @@ def test_export_round_trip_equal_outputs_and_maps(tmp_path):
     records = json.loads((out / 'traits.json').read_text())
     assert sorted(p.name for p in out.glob('*.png')) == ['a_traits.png', 'b_traits.png']
     assert [r['class_name'] for r in records] == ['c', 'c'] and len(records[0]['traits']) == 2
+
+
+def test_docs_example_runs():
+    import re
+
+    from .conftest import ROOT
+    blocks = re.findall(r'```python\n(.*?)```', (ROOT / 'docs' / 'prompt_cam.md').read_text(), flags=re.S)
+    assert blocks and 'PromptCAMViT' in blocks[0]
+    exec(compile('\n'.join(blocks), 'docs/prompt_cam.md', 'exec'), {})

@@ -359,35 +359,34 @@ class PromptCAMViT(ZooModel, BaseModel):
     # --- the family's own explanation -------------------------------------------------------------------------
     def explain_native(self, images: Any, targets: Any = None, top_traits: int = 4, **kwargs: Any) -> Explanation:
         """The top ``top_traits`` heads ("traits") of the explained class, ranked by greedy head blurring, with
-        their attention maps: a :class:`TraitsExplanation` (``maps``: the mean of the top traits, [0, 1]).
-
-        ``kwargs`` go to the ``PromptCAM`` explainer (``normalize``, ``resize``)."""
+        their attention maps: a :class:`TraitsExplanation`. Its ``maps`` equal
+        ``explain(images, method='promptcam', top_traits=top_traits)``; its ``head_maps`` are the top heads' maps,
+        each scaled to [0, 1]. ``kwargs`` go to the ``PromptCAM`` explainer (``normalize``, ``resize``)."""
         from zoo.explainers import build_explainer
 
         x = self.prepare(images)
-        explainer = build_explainer('promptcam', **kwargs)
-        ranking = explainer.rank_traits(self, x, self.resolve_targets(targets))
+        post = build_explainer('promptcam', **kwargs)
+        ranking = build_explainer('promptcam', normalize=False, resize=False).rank_traits(
+            self, x, self.resolve_targets(targets))
         k = max(1, min(int(top_traits), ranking.order.shape[1]))
+        top = ranking.order[:, :k]
+        raw = ranking.maps.gather(1, top[:, :, None, None].expand(-1, -1, *ranking.maps.shape[-2:]))
+        size = tuple(x.shape[-2:])
+        head_maps = post.postprocess(raw.flatten(0, 1), size)
+        head_maps = head_maps.reshape(len(x), k, *head_maps.shape[-2:])
         names = self.class_names
         records = []
         for i in range(len(x)):
             t = int(ranking.targets[i])
-            heads = ranking.order[i, :k].tolist()
             records.append({
                 'class': t, 'class_name': names[t] if names else str(t),
                 'probability': float(ranking.probability[i]),
                 'traits': [{'rank': r + 1, 'head': int(h),
                             'probability_without': float(ranking.probability_without[i, r])}
-                           for r, h in enumerate(heads)],
+                           for r, h in enumerate(top[i].tolist())],
                 'ranking': [int(h) for h in ranking.order[i].tolist()]})
-        top = ranking.order[:, :k]
-        head_maps = ranking.maps.gather(1, top[:, :, None, None].expand(-1, -1, *ranking.maps.shape[-2:]))
-        mean = head_maps.mean(1)
-        flat = mean.flatten(1)
-        low, high = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
-        mean = (mean - low) / (high - low).clamp_min(1e-12)
-        return TraitsExplanation('traits', [int(t) for t in ranking.targets.tolist()], records, mean.cpu(),
-                                 head_maps=head_maps.cpu())
+        return TraitsExplanation('traits', [int(t) for t in ranking.targets.tolist()], records,
+                                 post.postprocess(raw.mean(1), size).cpu(), head_maps=head_maps.cpu())
 
 
 @dataclass
