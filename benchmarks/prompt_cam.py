@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tqdm.auto import tqdm
 
     from zoo.apis.inference import init_model
-    from zoo.core.fileio import write_json
+    from zoo.core.fileio import atomic_write_text, write_json
     from zoo.explainers import build_explainer
     from zoo.metrics import EnergyPointingGame, PointingGame
     from zoo.ops.tensors import resize_maps
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
             for e, v in per.items()}
     out = Path(args.out)
     write_json(out / 'results.json', results)
-    (out / 'results.md').write_text(markdown(results))
+    atomic_write_text(out / 'results.md', markdown(results))
     print(markdown(results))
     if args.figure:
         traits_figure(pcam, pixels, labels, Path(args.figure))
