@@ -59,7 +59,7 @@ def load_test_set(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tor
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--stage1', default='work_dirs/vit-tiny_baseline_clutteredfmnist/epoch_5.pth')
+    p.add_argument('--stage1', default='work_dirs/vit-tiny_baseline_clutteredfmnist/epoch_2.pth')
     p.add_argument('--stage2', default='work_dirs/vit-tiny_promptcam_clutteredfmnist/epoch_6.pth')
     p.add_argument('--n', type=int, default=1000, help='test images (default 1000, the recipe test set)')
     p.add_argument('--batch', type=int, default=50)

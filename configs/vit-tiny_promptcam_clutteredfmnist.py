@@ -9,7 +9,7 @@
 _base_ = ['./vit-tiny_baseline_clutteredfmnist.py']
 
 # the last checkpoint of stage 1 (its work_dir and max_epochs); --cfg-options model.backbone_checkpoint=... to change
-stage1_checkpoint = 'work_dirs/vit-tiny_baseline_clutteredfmnist/epoch_5.pth'
+stage1_checkpoint = 'work_dirs/vit-tiny_baseline_clutteredfmnist/epoch_2.pth'
 
 model = dict(
     _delete_=True,
@@ -20,6 +20,9 @@ model = dict(
     backbone_checkpoint=stage1_checkpoint,
     data_preprocessor=dict(type='ClsDataPreprocessor', mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5]),
 )
+
+# the prompts train on 5,000 of stage 1's 20,000 training images (6 epochs, 942 steps)
+train_dataloader = dict(dataset=dict(num_samples=5000))
 
 optim_wrapper = dict(_delete_=True, optimizer=dict(type='AdamW', lr=5e-3, weight_decay=0.001),
                      clip_grad=dict(max_norm=1.0))
