@@ -186,7 +186,7 @@ def traits_figure(model, pixels: torch.Tensor, labels: torch.Tensor, path: Path,
     fig = Figure(figsize=(10, 2.3 * len(picked)), layout='constrained')
     for row, sub in enumerate(fig.subfigures(len(picked), 1, squeeze=False)[:, 0]):
         exp.figure(row, pixels[picked[row]], model.class_names, fig=sub)
-    return save_figure(fig, path, dpi=80)
+    return save_figure(fig, path, dpi=64)
 
 
 if __name__ == '__main__':
