@@ -28,7 +28,7 @@ sscam → SSCAM, iscam → ISCAM, ablationcam → AblationCAM, fullgrad → Full
 ig → IntegratedGradients, smoothgrad → SmoothGrad, guidedbackprop → GuidedBackprop,
 guidedgradcam → GuidedGradCAM, rise → RISE, lcam → LCAM (models with a
 trained L-CAM attention module), convis → ConVis (concept saliency on image-text models: targets are
-concepts). A new explainer is a subclass of :class:`Explainer` (or
+concepts), promptcam → PromptCAM (Prompt-CAM models only). A new explainer is a subclass of :class:`Explainer` (or
 :class:`CAMExplainer`) decorated with ``@EXPLAINERS.register_module()``; give it ``aliases = ('short-name',)`` to be
 reachable from the CLI (see docs/explainers.md).
 
@@ -48,7 +48,7 @@ from typing import Any
 from registry import EXPLAINERS
 from registry.aliases import alias_table, build_from_alias, resolve_alias
 
-from . import ablation, convis, eigencam, finercam, fullgrad, gradcam, guided, lcam, pixel, rise, scorecam  # noqa: F401
+from . import ablation, convis, eigencam, finercam, fullgrad, gradcam, guided, lcam, pixel, prompt_cam, rise, scorecam  # noqa: F401
 from ._targets import TargetScores, target_scores
 from .ablation import AblationCAM
 from .base import CAMExplainer, Capture, Explainer, minmax_normalize, model_state, resize_maps
@@ -60,6 +60,7 @@ from .gradcam import GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM, Lay
 from .guided import GuidedBackprop, GuidedGradCAM
 from .lcam import LCAM
 from .pixel import IntegratedGradients, PixelExplainer, Saliency, SmoothGrad
+from .prompt_cam import PromptCAM, TraitRanking
 from .rise import RISE
 from .scorecam import ISCAM, SSCAM, ScoreCAM
 
@@ -99,4 +100,5 @@ __all__ = ['Explainer', 'CAMExplainer', 'PixelExplainer', 'Capture', 'TargetScor
            'model_state', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM', 'HiResCAM', 'GradCAMElementWise',
            'ShapleyCAM', 'FinerCAM', 'EigenCAM', 'EigenGradCAM', 'KPCACAM', 'ScoreCAM', 'SSCAM', 'ISCAM',
            'AblationCAM', 'FullGrad', 'Saliency', 'IntegratedGradients', 'SmoothGrad', 'GuidedBackprop',
-           'GuidedGradCAM', 'RISE', 'LCAM', 'ConVis']
+           'GuidedGradCAM', 'RISE', 'LCAM', 'ConVis',
+           'PromptCAM', 'TraitRanking']
