@@ -13,7 +13,7 @@ Example:
     ...                           backbone=dict(type='TimmBackbone', model_name='test_resnet'))).eval()
     >>> exp = model.explain(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), method='native', top_classes=1)
     >>> exp.kind, len(exp.records[0]['classes'][0]['prototypes']), tuple(exp.similarity_maps.shape)
-    ('prototypes', 2, (1, 1, 2, 32, 32))
+    ('prototypes', 3, (1, 1, 3, 32, 32))
 """
 from __future__ import annotations
 

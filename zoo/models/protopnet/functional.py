@@ -16,7 +16,7 @@ Example:
     >>> l2_distances(z, p).flatten().tolist()
     [0.0, 1.0]
     >>> round(float(log_similarity(torch.tensor(1.0), 1e-4)), 4)   # log(2 / 1.0001)
-    0.6931
+    0.693
 """
 from __future__ import annotations
 
