@@ -216,7 +216,7 @@ class ProtoPNetStages(Hook):
         done = model.num_prototypes - len(report.unpushed)
         runner.logger.info(f'ProtoPNet push after epoch {runner.epoch + 1}: {done} prototypes projected onto '
                            f'training patches of their class ({report.images} images; '
-                           f'largest distance moved {report.max_distance:.4g}).')
+                           f'largest prototype-to-patch distance {report.max_distance:.4g}).')
         if report.unpushed:
             runner.logger.warning(f'{len(report.unpushed)} prototypes were not pushed: the push data has no image of '
                                   f'their class (first: prototype {report.unpushed[0]}).')
