@@ -5,7 +5,7 @@ Example::
 
     from zoo.apis.prototypes import explain_prototypes
     res = explain_prototypes('configs/efficientnetlite0_protopnet_clutteredfmnist.py',
-                             'work_dirs/protopnet/epoch_4.pth', split='train', subset=500)
+                             'work_dirs/protopnet/epoch_8.pth', split='train', subset=500)
     res.summary['mean_global_score']['hue']['mean'], res.files['global_csv']
 """
 from __future__ import annotations
