@@ -200,7 +200,8 @@ def _child(display: str, parent: Registry, locations: list[str] | None = None) -
 
 
 # --- registries with xzoo components --------------------------------------------------------------------------
-MODELS = _child('MODELS', MMENGINE_MODELS, ['mmengine.model', 'zoo.models', 'zoo.models.image_text'])
+MODELS = _child('MODELS', MMENGINE_MODELS, ['mmengine.model', 'zoo.models', 'zoo.models.image_text',
+                                              'zoo.models.protopnet'])
 """Whole models (``ImageClassifier``) and data preprocessors."""
 BACKBONES = XZooRegistry('BACKBONES', 'backbone', locations=['zoo.models.backbones'])
 """Feature extractors (``TimmBackbone``)."""
@@ -210,7 +211,7 @@ LOSSES = XZooRegistry('LOSSES', 'loss', locations=['zoo.models.losses'])
 """Loss functions."""
 TEXT_ENCODERS = XZooRegistry('TEXT_ENCODERS', 'text encoder', locations=['zoo.models.text'])
 """Text encoders and prompt learners (LICO)."""
-EXPLAINERS = XZooRegistry('EXPLAINERS', 'explainer', locations=['zoo.explainers'])
+EXPLAINERS = XZooRegistry('EXPLAINERS', 'explainer', locations=['zoo.explainers', 'zoo.explainers.prototypes'])
 """Saliency explainers (Grad-CAM family, RISE, ...)."""
 EXPLANATION_METRICS = XZooRegistry('EXPLANATION_METRICS', 'explanation metric', locations=['zoo.metrics'])
 """Explanation-quality metrics (insertion, deletion, pointing game, ...)."""
@@ -220,7 +221,8 @@ DATASETS = _child('DATASETS', MMENGINE_DATASETS, ['mmengine.dataset', 'zoo.datas
 """Datasets (``CUB200``, ``ClutteredFashionMNIST``, ``SyntheticShapes``)."""
 TRANSFORMS = _child('TRANSFORMS', MMENGINE_TRANSFORMS, ['zoo.datasets.transforms'])
 """Data transforms (torchvision v2, keeping boxes and masks aligned)."""
-HOOKS = _child('HOOKS', MMENGINE_HOOKS, ['mmengine.hooks', 'zoo.engine', 'zoo.metrics'])
+HOOKS = _child('HOOKS', MMENGINE_HOOKS, ['mmengine.hooks', 'zoo.engine', 'zoo.metrics',
+                                        'zoo.models.protopnet.training'])
 """Runner hooks."""
 
 # --- children of the other mmengine roots: found through the parent, no scope warnings ----------------------
