@@ -137,7 +137,7 @@ class ECOR(ImageTextClassifier):
                  init_cfg: dict | None = None) -> None:
         self.table = load_rationales(rationales, rationale_file)
         source = f'rationale file {rationale_file!r}' if rationale_file else (
-            f'rationale set {rationales!r}' if isinstance(rationales, str) else 'the rationales')
+            f'rationale set {rationales!r}' if isinstance(rationales, str) else 'the rationale table')
         self.vocab = RationaleVocabulary.from_table(self.table, source)
         if condition not in CONDITIONS:
             raise ConfigError(f'condition must be one of {CONDITIONS}, got {shorten(repr(condition))}.')

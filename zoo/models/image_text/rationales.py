@@ -108,6 +108,8 @@ def rationale_targets(ids: Any, num_rationales: int, what: str = 'gt_rationales'
     """A ``[N]`` bool mask from rationale ids (a list or tensor of ints) or an ``[N]`` bool mask; ids out of range
     and an empty set are one-line errors."""
     t = torch.as_tensor(ids)
+    if t.numel() == 0:
+        raise DataError(f'{what} is empty: every image needs at least one right rationale.')
     if t.dtype == torch.bool:
         mask = t.bool()
     else:
