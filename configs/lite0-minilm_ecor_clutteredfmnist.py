@@ -4,7 +4,8 @@
 # P(c, r | I) = P(r | I) P(c | r, I); the category marginalises over the 3 most probable rationales.
 # Evaluated with top-1 and doubly-right accuracy (RR/RW/WR/WW) on 1,000 test images. docs/ecor.md.
 #   python tools/train.py configs/lite0-minilm_ecor_clutteredfmnist.py
-#   python tools/test.py configs/lite0-minilm_ecor_clutteredfmnist.py work_dirs/lite0-minilm_ecor_clutteredfmnist/epoch_1.pth
+#   python tools/test.py configs/lite0-minilm_ecor_clutteredfmnist.py \
+#       work_dirs/lite0-minilm_ecor_clutteredfmnist/epoch_1.pth
 #   python tools/explain.py configs/lite0-minilm_ecor_clutteredfmnist.py CHECKPOINT IMAGES --method native --out DIR
 # The image-text weights come from `lit_checkpoint` (override: --cfg-options model.image_text.pretrained=PATH).
 _base_ = ['./lite0-minilm_lit_clutteredfmnist.py']

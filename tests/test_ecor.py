@@ -219,7 +219,7 @@ def test_native_explanation_and_saliency(tiny_clip, images, tmp_path):
 
 
 # --- export and bad input ----------------------------------------------------------------------------------------
-def test_export_load_round_trip(tiny_clip, images, tmp_path, no_network):
+def test_export_load_round_trip(tiny_clip, images, tmp_path, no_network):  # noqa: F811
     path = tmp_path / 'rationales.json'
     path.write_text(json.dumps(TABLE))
     model = build(tiny_clip, rationales=None, rationale_file=str(path), max_conditions=2).eval()

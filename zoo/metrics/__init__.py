@@ -25,8 +25,9 @@ from .evaluator import ExplanationHook, ExplanationQuality
 from .pointing import EnergyPointingGame, MaskCoverage, PointingGame
 from .road import ROAD, direct_impute, linear_impute
 
-__all__ = ['Accuracy', 'DoublyRightAccuracy', 'ExplanationMetric', 'MetricResult', 'ScoredMetric', 'build_explanation_metric',
-           'list_explanation_metrics', 'resolve_metric_name', 'Insertion', 'Deletion', 'overall',
+__all__ = ['Accuracy', 'DoublyRightAccuracy', 'ExplanationMetric', 'MetricResult', 'ScoredMetric',
+           'build_explanation_metric', 'list_explanation_metrics', 'resolve_metric_name', 'Insertion', 'Deletion',
+           'overall',
            'gaussian_kernel', 'gaussian_blur', 'AverageDrop', 'IncreaseInConfidence', 'PointingGame',
            'EnergyPointingGame', 'MaskCoverage', 'ROAD', 'linear_impute', 'direct_impute', 'ExplanationQuality',
            'ExplanationHook']
