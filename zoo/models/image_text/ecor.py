@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,9 +54,9 @@ from registry import MODELS, TEXT_ENCODERS
 from registry.errors import ConfigError, shorten
 
 from .base import CLIP_PAPER, ImageTextClassifier
-from .ecor_explanation import RationaleExplanation
+from .ecor_explanation import RationaleExplanation, explain_rationales
 from .prompts import wordify
-from .rationales import RationaleVocabulary, load_rationales, rationale_targets
+from .rationales import RationaleVocabulary, check_template, join_rationales, load_rationales, rationale_targets
 
 CONDITIONS = ('rationale', 'set', 'none')
 ECOR_PAPER = {
@@ -74,27 +73,6 @@ COOP_PAPER = {
     'bibtex': '@article{zhou2022coop,\n  title   = {Learning to Prompt for Vision-Language Models},\n  author  = '
               '{Zhou, Kaiyang and Yang, Jingkang and Loy, Chen Change and Liu, Ziwei},\n  journal = {International '
               'Journal of Computer Vision},\n  year    = {2022}\n}'}
-
-
-def _check_template(template: Any, fields: set[str], name: str) -> str:
-    import string
-
-    if not isinstance(template, str) or not template.strip():
-        raise ConfigError(f'{name} must be a non-empty string, got {shorten(repr(template))}.')
-    try:
-        used = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    except ValueError as exc:
-        raise ConfigError(f'{name} {shorten(template)!r} is not a valid format string ({exc}).') from None
-    if used != fields:
-        want = ' and '.join('{' + f + '}' for f in sorted(fields))
-        raise ConfigError(f'{name} {shorten(template)!r} must use exactly the fields {want}.')
-    return template
-
-
-def join_rationales(items: Sequence[str]) -> str:
-    """``'a'``, ``'a and b'``, ``'a, b and c'``."""
-    items = list(items)
-    return items[0] if len(items) == 1 else ', '.join(items[:-1]) + ' and ' + items[-1]
 
 
 @MODELS.register_module()
@@ -145,9 +123,9 @@ class ECOR(ImageTextClassifier):
             raise ConfigError(f'top_k must be a positive int or None (all rationales), got {top_k!r}.')
         self.condition = condition
         self.top_k = None if top_k is None else min(int(top_k), len(self.vocab))
-        self.rationale_template = _check_template(rationale_template, {'r'}, 'rationale_template')
-        self.category_template = _check_template(category_template, {'c', 'r'}, 'category_template')
-        self.class_template = _check_template(class_template, {'c'}, 'class_template')
+        self.rationale_template = check_template(rationale_template, {'r'}, 'rationale_template')
+        self.category_template = check_template(category_template, {'c', 'r'}, 'category_template')
+        self.class_template = check_template(class_template, {'c'}, 'class_template')
         weights = {'rationale': 1.0, 'category': 1.0, **dict(loss_weights or {})}
         if set(weights) != {'rationale', 'category'}:
             raise ConfigError(f'loss_weights takes rationale and category, got {sorted(weights)}.')
@@ -208,13 +186,14 @@ class ECOR(ImageTextClassifier):
     def category_texts(self, rationale_ids: Sequence[int] | None = None) -> list[str]:
         """Category prompts: conditioned on the rationale set ``rationale_ids`` (one per class), or unconditioned
         (``class_template``) when ``None``."""
-        names = self._names()
+        names = self.category_names()
         if rationale_ids is None:
             return [self.class_template.format(c=wordify(n)) for n in names]
         r = join_rationales([self.vocab.texts[i] for i in rationale_ids])
         return [self.category_template.format(c=wordify(n), r=r) for n in names]
 
-    def _names(self) -> list[str]:
+    def category_names(self) -> list[str]:
+        """The class names (a one-line error when none are set yet)."""
         if self.class_names is None:
             raise ConfigError('ECOR has no class names: pass class_names, or let ClassNamesHook take them from the '
                               "dataset's metainfo['classes'].")
@@ -377,7 +356,7 @@ class ECOR(ImageTextClassifier):
     def gt_rationales(self, data_samples: Sequence[Any]) -> Tensor:
         """``[B, N]`` bool right rationales: a sample's ``gt_rationales`` ids (checked), else its class's."""
         n = len(self.vocab)
-        names = self._names()
+        names = self.category_names()
         table = self.vocab.targets(names)
         rows = []
         for s in data_samples:
@@ -450,43 +429,8 @@ class ECOR(ImageTextClassifier):
                        **kwargs: Any) -> RationaleExplanation:
         """Per image: the explained (predicted, or ``targets``) category with its probability, and the ``top_k``
         (default: the model's, else 5) most probable rationales with ``P(r | I)``, ``P(c | r, I)``, the joint and
-        whether the rationale belongs to the category."""
-        from zoo.ops.modules import model_state
-        from zoo.ops.tensors import targets_or_predicted
-
-        if kwargs:
-            raise ConfigError(f'The rationale explanation takes targets and top_k, not {", ".join(kwargs)}.')
-        pixels = images if isinstance(images, Tensor) and not images.is_floating_point() else None
-        if pixels is None and (isinstance(images, (str, os.PathLike)) or hasattr(images, 'convert') or (
-                isinstance(images, Sequence) and images and not isinstance(images[0], Tensor))):
-            pixels = self.load_images(images)
-        x = self.prepare(images if pixels is None else pixels)
-        with torch.no_grad(), model_state(self, eval_mode=True, freeze=False):
-            img = self.image_text.encode_image(x, normalize=True)
-            p_c = self.class_log_probs(img).float().exp()
-            p_r = self.rationale_logits(img).float().softmax(-1)
-            cond = self.conditional_logits(img).float().softmax(-1) if self.condition == 'rationale' else None
-        chosen = targets_or_predicted(self.resolve_targets(targets), p_c)
-        names = self._names()
-        k = min(top_k or self.top_k or 5, len(self.vocab))
-        records = []
-        for i, c in enumerate(chosen.tolist()):
-            own = set(self.vocab.by_class[names[c]])
-            items = []
-            for r in p_r[i].topk(k).indices.tolist():
-                item = {'rationale': self.vocab.texts[r], 'id': r, 'probability': float(p_r[i, r]),
-                        'in_class': r in own}
-                if cond is not None:
-                    item['class_probability'] = float(cond[i, r, c])
-                    item['joint'] = float(p_r[i, r] * cond[i, r, c])
-                items.append(item)
-            top = int(p_c[i].argmax())
-            records.append({'class': names[c], 'class_index': c, 'probability': float(p_c[i, c]),
-                            'condition': self.condition, 'top_k': self.top_k,
-                            'predicted': {'class': names[top], 'class_index': top, 'probability': float(p_c[i, top])},
-                            'rationales': items})
-        return RationaleExplanation(kind='rationales', predicted=chosen.tolist(), records=records, maps=None,
-                                    images=None if pixels is None else pixels.reshape(-1, *pixels.shape[-3:]).cpu())
+        whether the rationale belongs to the category (:func:`~.ecor_explanation.explain_rationales`)."""
+        return explain_rationales(self, images, targets, top_k, **kwargs)
 
     # --- export and metadata ----------------------------------------------------------------------------------
     def inference_config(self) -> dict[str, Any]:

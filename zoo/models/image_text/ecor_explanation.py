@@ -1,11 +1,15 @@
 """``RationaleExplanation``: ECOR's own explanation — the category with its rationales, drawn under the image."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
+
+from registry.errors import ConfigError
 
 from ..explanation import Explanation
 
@@ -52,3 +56,44 @@ class RationaleExplanation(Explanation):
                         fontsize=8, color=colour, fontweight='bold' if j == 0 else 'normal')
         fig.subplots_adjust(left=0.04, right=0.98, top=0.98, bottom=0.02, hspace=0.05)
         return fig
+
+
+def explain_rationales(model: Any, images: Any, targets: Any = None, top_k: int | None = None,
+                       **kwargs: Any) -> RationaleExplanation:
+    """ECOR's ``explain_native``: see :meth:`zoo.models.image_text.ECOR.explain_native`."""
+    from zoo.ops.modules import model_state
+    from zoo.ops.tensors import targets_or_predicted
+
+    if kwargs:
+        raise ConfigError(f'The rationale explanation takes targets and top_k, not {", ".join(kwargs)}.')
+    pixels = images if isinstance(images, Tensor) and not images.is_floating_point() else None
+    if pixels is None and (isinstance(images, (str, os.PathLike)) or hasattr(images, 'convert') or (
+            isinstance(images, Sequence) and images and not isinstance(images[0], Tensor))):
+        pixels = model.load_images(images)
+    x = model.prepare(images if pixels is None else pixels)
+    with torch.no_grad(), model_state(model, eval_mode=True, freeze=False):
+        img = model.image_text.encode_image(x, normalize=True)
+        p_c = model.class_log_probs(img).float().exp()
+        p_r = model.rationale_logits(img).float().softmax(-1)
+        cond = model.conditional_logits(img).float().softmax(-1) if model.condition == 'rationale' else None
+    chosen = targets_or_predicted(model.resolve_targets(targets), p_c)
+    names = model.category_names()
+    k = min(top_k or model.top_k or 5, len(model.vocab))
+    records = []
+    for i, c in enumerate(chosen.tolist()):
+        own = set(model.vocab.by_class[names[c]])
+        items = []
+        for r in p_r[i].topk(k).indices.tolist():
+            item = {'rationale': model.vocab.texts[r], 'id': r, 'probability': float(p_r[i, r]),
+                    'in_class': r in own}
+            if cond is not None:
+                item['class_probability'] = float(cond[i, r, c])
+                item['joint'] = float(p_r[i, r] * cond[i, r, c])
+            items.append(item)
+        top = int(p_c[i].argmax())
+        records.append({'class': names[c], 'class_index': c, 'probability': float(p_c[i, c]),
+                        'condition': model.condition, 'top_k': model.top_k,
+                        'predicted': {'class': names[top], 'class_index': top, 'probability': float(p_c[i, top])},
+                        'rationales': items})
+    return RationaleExplanation(kind='rationales', predicted=chosen.tolist(), records=records, maps=None,
+                                images=None if pixels is None else pixels.reshape(-1, *pixels.shape[-3:]).cpu())

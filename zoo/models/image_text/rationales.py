@@ -21,6 +21,7 @@ Example:
 """
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,3 +129,22 @@ def rationale_targets(ids: Any, num_rationales: int, what: str = 'gt_rationales'
     if not bool(mask.any()):
         raise DataError(f'{what} is empty: every image needs at least one right rationale.')
     return mask
+
+
+def check_template(template: Any, fields: set[str], name: str) -> str:
+    if not isinstance(template, str) or not template.strip():
+        raise ConfigError(f'{name} must be a non-empty string, got {shorten(repr(template))}.')
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ConfigError(f'{name} {shorten(template)!r} is not a valid format string ({exc}).') from None
+    if used != fields:
+        want = ' and '.join('{' + f + '}' for f in sorted(fields))
+        raise ConfigError(f'{name} {shorten(template)!r} must use exactly the fields {want}.')
+    return template
+
+
+def join_rationales(items: Sequence[str]) -> str:
+    """``'a'``, ``'a and b'``, ``'a, b and c'``."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ', '.join(items[:-1]) + ' and ' + items[-1]
