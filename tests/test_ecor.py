@@ -153,7 +153,8 @@ def test_baselines_are_switches(tiny_clip, images):
         zs.loss(images, samples([0, 1, 2, 0]))
     coop = build(tiny_clip, rationale_prompt=None, condition='none').train()
     assert set(coop.loss(images, samples([0, 1, 2, 0]))) == {'loss_category'}
-    assert ECOR.method_info({'condition': 'none'})['method'] == 'zero-shot-clip'
+    assert ECOR.method_info({'condition': 'none', 'category_prompt': None})['method'] == 'zero-shot-clip'
+    assert ECOR.method_info({'condition': 'none'})['method'] == 'coop'          # the default context
     assert ECOR.method_info({'condition': 'none', 'category_prompt': {'type': 'SharedPromptLearner'}})['method'] \
         == 'coop'
     info = ECOR.method_info({})

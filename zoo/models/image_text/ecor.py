@@ -59,6 +59,8 @@ from .prompts import wordify
 from .rationales import RationaleVocabulary, check_template, join_rationales, load_rationales, rationale_targets
 
 CONDITIONS = ('rationale', 'set', 'none')
+DEFAULT_PROMPT = {'type': 'SharedPromptLearner', 'n_ctx': 4}
+"""The default of both contexts: CoOp's unified context, 4 vectors."""
 ECOR_PAPER = {
     'title': 'ECOR: Explainable CLIP for Object Recognition',
     'authors': 'Ali Rasekh, Sepehr Kazemi Ranjbar, Milad Heidari and Wolfgang Nejdl', 'venue': 'arXiv 2024',
@@ -84,9 +86,10 @@ class ECOR(ImageTextClassifier):
         rationales: ``{"class": ["rationale", ...]}`` or a set shipped with xzoo (``'fashion_mnist'``);
             ``rationale_file``: a JSON file of that layout instead (an export stores the rationales themselves).
         num_classes, class_names: the classes (default: the rationale table's, in its order).
-        rationale_prompt: prompt learner of Prompt_R (``TEXT_ENCODERS``, e.g. ``dict(type='SharedPromptLearner',
+        rationale_prompt: prompt learner of Prompt_R (``TEXT_ENCODERS``; default ``dict(type='SharedPromptLearner',
             n_ctx=4)``), or ``None``: the rationale text alone (zero-shot).
-        category_prompt: prompt learner of Prompt_{c|R}, or ``None`` (zero-shot). Class-specific learners are refused.
+        category_prompt: prompt learner of Prompt_{c|R} (same default), or ``None`` (zero-shot). Class-specific
+            learners are refused.
         condition: ``'rationale'``, ``'set'`` or ``'none'`` (module docstring).
         top_k: rationales kept at inference (marginalised over, or the conditioning set); ``None``: all.
         rationale_template: text of a rationale (field ``{r}``); category_template: fields ``{c}`` and ``{r}``
@@ -106,8 +109,8 @@ class ECOR(ImageTextClassifier):
 
     def __init__(self, image_text: dict | nn.Module, rationales: str | dict | None = None,
                  rationale_file: str | None = None, num_classes: int | None = None,
-                 class_names: Sequence[str] | None = None, rationale_prompt: dict | None = None,
-                 category_prompt: dict | None = None, condition: str = 'rationale', top_k: int | None = 3,
+                 class_names: Sequence[str] | None = None, rationale_prompt: dict | None = DEFAULT_PROMPT,
+                 category_prompt: dict | None = DEFAULT_PROMPT, condition: str = 'rationale', top_k: int | None = 3,
                  rationale_template: str = '{r}', category_template: str = '{c}, which {r}',
                  class_template: str = '{c}', logit_scale: float | None = None, train_image_tower: bool = False,
                  train_text_tower: bool = False, loss_weights: dict | None = None, max_conditions: int | None = None,
@@ -157,7 +160,7 @@ class ECOR(ImageTextClassifier):
     def _build_prompt(cfg: Any, enc: Any, name: str, count: int) -> nn.Module | None:
         if cfg is None:
             return None
-        learner = TEXT_ENCODERS.build(cfg, default_args=dict(width=enc.width, num_classes=count)) \
+        learner = TEXT_ENCODERS.build(dict(cfg), default_args=dict(width=enc.width, num_classes=count)) \
             if isinstance(cfg, Mapping) else cfg
         if getattr(learner, 'class_specific', False) or not hasattr(learner, 'ctx'):
             raise ConfigError(f'{name} must be a prompt learner with one context shared by every prompt (e.g. '
@@ -448,7 +451,7 @@ class ECOR(ImageTextClassifier):
         if model_cfg.get('condition', 'rationale') != 'none':
             return {'method': 'ecor', 'tags': ['image-text', 'prompt-learning', 'rationales', 'doubly-right',
                                                'explainable-by-design'], 'paper': copy.deepcopy(ECOR_PAPER)}
-        if model_cfg.get('category_prompt'):
+        if model_cfg.get('category_prompt', DEFAULT_PROMPT):
             return {'method': 'coop', 'tags': ['image-text', 'prompt-learning', 'baseline'],
                     'paper': copy.deepcopy(COOP_PAPER), 'baseline_of': 'ecor'}
         return {'method': 'zero-shot-clip', 'tags': ['image-text', 'zero-shot', 'baseline'],
