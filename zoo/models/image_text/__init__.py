@@ -6,6 +6,8 @@
 - :class:`CLIPZeroShotClassifier` (``MODELS``): class names × templates, CLIP's zero-shot classifier;
 - :class:`DescriptorClassifier` (``MODELS``): classification by description (Menon & Vondrick, ICLR 2023), with
   its own explanation (ranked descriptors);
+- :class:`ECOR` (``MODELS``): explainable object recognition as the joint distribution of a category and
+  rationales (Rasekh et al., 2024), with two learned prompt contexts; its own explanation is the rationales;
 - :mod:`~zoo.models.image_text.prompts`: templates, the official descriptor-sentence rule, descriptor files,
   captions for contrastive (LiT-style) training.
 
@@ -14,11 +16,14 @@ docs/image_text.md.
 """
 from .base import ImageTextClassifier
 from .descriptor import DescriptorClassifier, DescriptorExplanation
+from .ecor import ECOR
+from .ecor_explanation import RationaleExplanation
 from .model import ImageTextModel
 from .prompts import CaptionSet, descriptor_sentence, load_class_texts
+from .rationales import RationaleVocabulary, load_rationales
 from .towers import TEXT_TOWERS, register_text_tower
 from .zero_shot import CLIPZeroShotClassifier
 
 __all__ = ['ImageTextModel', 'ImageTextClassifier', 'CLIPZeroShotClassifier', 'DescriptorClassifier',
            'DescriptorExplanation', 'CaptionSet', 'descriptor_sentence', 'load_class_texts', 'TEXT_TOWERS',
-           'register_text_tower']
+           'register_text_tower', 'ECOR', 'RationaleExplanation', 'RationaleVocabulary', 'load_rationales']
