@@ -32,7 +32,8 @@ from registry.errors import ConfigError
 
 from ..structures import DataSample, stack_field
 from .backbones.timm_backbone import BackboneOutput
-from .contract import Preprocessing, ZooModel
+from .contract import ZooModel
+from .input_stats import TimmInputMixin
 
 LICO_HEADS = frozenset({'ManifoldAlignmentHead', 'OTAlignmentHead'})
 LICO_PAPER = {
@@ -45,7 +46,7 @@ LICO_PAPER = {
 
 
 @MODELS.register_module()
-class ImageClassifier(ZooModel, BaseModel):
+class ImageClassifier(TimmInputMixin, ZooModel, BaseModel):
     """An image classifier in mmengine's ``loss`` / ``predict`` / ``tensor`` protocol.
 
     Args:
@@ -138,25 +139,6 @@ class ImageClassifier(ZooModel, BaseModel):
             'output_fmt': getattr(bb, 'output_fmt', 'NCHW'),
             'class_names': self.class_names,
         }
-
-    def inference_config(self) -> dict[str, Any]:
-        """The contract's inference config, with the data preprocessor's mean/std written out (they may have
-        been filled from timm at build time)."""
-        cfg = super().inference_config()
-        pre = dict(cfg.get('data_preprocessor') or {'type': 'ClsDataPreprocessor'})
-        if pre.get('mean') is None or pre.get('std') is None:
-            pre.update(mean=[float(v) for v in self.data_preprocessor.mean.flatten()],
-                       std=[float(v) for v in self.data_preprocessor.std.flatten()])
-        cfg['data_preprocessor'] = pre
-        return cfg
-
-    def default_preprocessing(self) -> Preprocessing:
-        """The backbone's timm preprocessing (size, crop, interpolation) with the data preprocessor's mean/std."""
-        cfg = dict(getattr(self.backbone, 'pretrained_cfg', {}) or {})
-        pre = self.data_preprocessor
-        cfg['mean'] = [float(m) / 255 for m in pre.mean.flatten().tolist()]
-        cfg['std'] = [float(s) / 255 for s in pre.std.flatten().tolist()]
-        return Preprocessing.from_timm(cfg)
 
     @classmethod
     def method_info(cls, model_cfg: Any) -> dict[str, Any]:

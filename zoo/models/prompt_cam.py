@@ -41,8 +41,9 @@ from registry import BACKBONES, MODELS
 from registry.errors import CheckpointError, ConfigError
 
 from ..structures import DataSample, stack_field
-from .contract import Preprocessing, ZooModel
+from .contract import ZooModel
 from .explanation import Explanation
+from .input_stats import TimmInputMixin
 
 PROMPT_CAM_PAPER = {
     'title': 'Prompt-CAM: Making Vision Transformers Interpretable for Fine-Grained Analysis',
@@ -76,7 +77,7 @@ def check_vit(vit: nn.Module, name: str) -> None:
 
 
 @MODELS.register_module()
-class PromptCAMViT(ZooModel, BaseModel):
+class PromptCAMViT(TimmInputMixin, ZooModel, BaseModel):
     """Prompt-CAM: class-specific prompts at every block of a frozen timm ViT and a shared one-unit head.
 
     Args:
@@ -179,26 +180,12 @@ class PromptCAMViT(ZooModel, BaseModel):
                 'patch_size': self.patch_size, 'num_prefix_tokens': self.num_prefix_tokens,
                 'output_fmt': 'NCHW', 'class_names': self.class_names}
 
-    def default_preprocessing(self) -> Preprocessing:
-        """The ViT's timm preprocessing (interpolation, crop) at its input size, with the data preprocessor's
-        mean/std."""
+    def timm_pretrained_cfg(self) -> dict[str, Any]:
+        """The ViT's timm ``pretrained_cfg`` at its own input size."""
         cfg = dict(self.backbone.pretrained_cfg)
         size = getattr(self.vit.patch_embed, 'img_size', None)
         if size is not None:
             cfg['input_size'] = (3, int(size[0]), int(size[1]))
-        pre = self.data_preprocessor
-        cfg['mean'] = [float(m) / 255 for m in pre.mean.flatten().tolist()]
-        cfg['std'] = [float(s) / 255 for s in pre.std.flatten().tolist()]
-        return Preprocessing.from_timm(cfg)
-
-    def inference_config(self) -> dict[str, Any]:
-        """The contract's inference config, with the data preprocessor's mean/std written out."""
-        cfg = super().inference_config()
-        pre = dict(cfg.get('data_preprocessor') or {'type': 'ClsDataPreprocessor'})
-        if pre.get('mean') is None or pre.get('std') is None:
-            pre.update(mean=[float(v) for v in self.data_preprocessor.mean.flatten()],
-                       std=[float(v) for v in self.data_preprocessor.std.flatten()])
-        cfg['data_preprocessor'] = pre
         return cfg
 
     @classmethod

@@ -31,7 +31,8 @@ from registry import BACKBONES, MODELS
 from registry.errors import ConfigError, DataError
 
 from ...structures import DataSample, stack_field
-from ..contract import Preprocessing, ZooModel
+from ..contract import ZooModel
+from ..input_stats import TimmInputMixin
 from . import functional as PF
 
 LOSS_WEIGHTS = {'cross_entropy': 1.0, 'cluster': 0.8, 'separation': -0.08, 'l1': 1e-4}
@@ -79,7 +80,7 @@ def _add_on_layers(in_channels: int, dim: int, kind: str) -> nn.Sequential:
 
 
 @MODELS.register_module()
-class ProtoPNet(ZooModel, BaseModel):
+class ProtoPNet(TimmInputMixin, ZooModel, BaseModel):
     """Prototype network: backbone → add-on layers → prototype similarities → last layer.
 
     Args:
@@ -187,23 +188,6 @@ class ProtoPNet(ZooModel, BaseModel):
         return {'method': 'protopnet', 'tags': ['protopnet', 'prototypes', 'this-looks-like-that',
                                                 'explaining-prototypes'],
                 'paper': dict(PROTOPNET_PAPER), 'explanation_paper': dict(EXPLAINING_PROTOTYPES_PAPER)}
-
-    def inference_config(self) -> dict[str, Any]:
-        """The contract's inference config, with the data preprocessor's mean/std written out."""
-        cfg = super().inference_config()
-        pre = dict(cfg.get('data_preprocessor') or {'type': 'ClsDataPreprocessor'})
-        if pre.get('mean') is None or pre.get('std') is None:
-            pre.update(mean=[float(v) for v in self.data_preprocessor.mean.flatten()],
-                       std=[float(v) for v in self.data_preprocessor.std.flatten()])
-        cfg['data_preprocessor'] = pre
-        return cfg
-
-    def default_preprocessing(self) -> Preprocessing:
-        cfg = dict(getattr(self.backbone, 'pretrained_cfg', {}) or {})
-        pre = self.data_preprocessor
-        cfg['mean'] = [float(m) / 255 for m in pre.mean.flatten().tolist()]
-        cfg['std'] = [float(s) / 255 for s in pre.std.flatten().tolist()]
-        return Preprocessing.from_timm(cfg)
 
     # --- the network --------------------------------------------------------------------------------------------
     def features(self, inputs: Tensor) -> Tensor:
