@@ -61,7 +61,9 @@ class Ctx:
 
     def cub_options(self, *extra: str, workers: int = 0) -> list[str]:
         opts = ['model.backbone.pretrained=False', 'model.backbone.model_name=test_resnet',
-                'train_dataloader.batch_size=4', 'train_cfg.max_epochs=1', 'model.head.num_classes=200']
+                'train_dataloader.batch_size=4', 'train_cfg.max_epochs=1', 'model.head.num_classes=200',
+                # 2 training images per class: hold out 1 of them as the validation split (default 10 %: none)
+                'train_dataloader.dataset.val_fraction=0.5', 'val_dataloader.dataset.val_fraction=0.5']
         for split in ('train', 'val', 'test'):  # 448-px crops of 510-px images -> 32 of 40: fast
             opts += [f'{split}_dataloader.dataset.data_root={self.cub}', f'{split}_dataloader.num_workers={workers}',
                      f'{split}_dataloader.dataset.pipeline.0.size=[40,40]',

@@ -6,7 +6,8 @@ from zoo.core.checkpoints import find_resume_checkpoint, is_complete_checkpoint
 from .atomic import AtomicLocalBackend
 from .checkpoint import register_trusted_local_loader
 from .checkpoint_hook import AtomicCheckpointHook
-from .distributed import CPUDistributedDataParallel, init_cpu_process_group
+from .distributed import CPUDistributedDataParallel, gather_with_grad, init_cpu_process_group
+from .grad_share import GradientShareHook
 from .hooks import ClassNamesHook
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 from .resume import ExactResumeHook
@@ -15,6 +16,6 @@ from .schedulers import FixMatchCosineLR
 register_trusted_local_loader()
 
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'CPUDistributedDataParallel', 'ClassNamesHook',
-           'ExactResumeHook', 'FixMatchCosineLR', 'ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop',
-           'find_resume_checkpoint', 'init_cpu_process_group', 'is_complete_checkpoint',
-           'register_trusted_local_loader']
+           'ExactResumeHook', 'FixMatchCosineLR', 'GradientShareHook', 'ResumableEpochBasedTrainLoop',
+           'ResumableIterBasedTrainLoop', 'find_resume_checkpoint', 'gather_with_grad', 'init_cpu_process_group',
+           'is_complete_checkpoint', 'register_trusted_local_loader']
