@@ -102,7 +102,7 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
     Example::
 
-        feats = gather_with_grad(local_feats)   # [sum of B_r, D]; this rank's rows keep their autograd history
+        feats = gather_with_grad(local_feats)   # [sum of B_r, D]; its gradient flows back to local_feats
     """
     if world_size() == 1:
         return x
