@@ -68,8 +68,8 @@ def test_presets_hold_what_docs_lico_says() -> None:
 def _cub_options(root, *extra: str) -> list[str]:
     # random-init backbone and CLIP text tower (no weights offline)
     opts = ['model.backbone.pretrained=False', 'model.text_branch.encoder.pretrained=None',
-            'train_dataloader.batch_size=2', 'train_dataloader.dataset.val_fraction=0.5',
-            'val_dataloader.dataset.val_fraction=0.5']  # 2 training images per class: 1 of them is validation
+            'train_dataloader.batch_size=2', '+train_dataloader.dataset.val_fraction=0.5',
+            '+val_dataloader.dataset.val_fraction=0.5']  # 2 training images per class: 1 of them is validation
     for split in ('train', 'val', 'test'):
         opts += [f'{split}_dataloader.dataset.data_root={root}', f'{split}_dataloader.num_workers=0',
                  f'{split}_dataloader.persistent_workers=False']
