@@ -8,14 +8,17 @@ On a machine shared with other jobs, ``--threads 1`` gives far steadier timings 
 1. LICO training step / baseline training step: the same backbone, batch and optimizer; LICO adds the text branch
    and both alignment heads of a preset (target <= 1.15 at the CUB recipe: ResNet-50, 448 px, batch 8, 200 classes).
 2. Our text branch / a naive text branch (forward + backward): ours encodes only the classes present in the batch,
-   truncated to the longest of their prompts, with the start token + shared context computed once (causal CLIP); the
-   naive one encodes every class's every prompt variant at the full 77 tokens (target <= 0.2).
+   truncated to the longest of their prompts, with the start token + shared context computed once (causal CLIP) when
+   the layout has one (``--class-position end``; the lico_paper preset puts the class name first, so that every OT
+   text point depends on the class, and shares nothing); the naive one encodes every class's every prompt variant at
+   the full 77 tokens (target <= 0.2).
 
 Weights are random (CLIP's text tower is built with ``pretrained=None``): timing does not depend on their values.
 
 Usage:
     python benchmarks/lico_overhead.py                                  # CUB recipe, lico_paper preset
     python benchmarks/lico_overhead.py --preset official_code --naive-classes 20
+    python benchmarks/lico_overhead.py --class-position end     # the released code's layout (shared prefix)
     python benchmarks/lico_overhead.py --backbone resnet18 --img-size 224 --batch 16 --reps 3   # quicker
 """
 from __future__ import annotations
@@ -80,6 +83,8 @@ def build_models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Mo
     baseline = MODELS.build(copy.deepcopy(base_cfg))
     text_branch = copy.deepcopy(preset.lico_text_branch.to_dict())
     text_branch['encoder'].update(pretrained=None, model_name=args.text_model)
+    if args.class_position:
+        text_branch['prompt'].update(class_position=args.class_position)
     with torch.no_grad():
         probe = baseline.eval().backbone(torch.zeros(1, 3, args.img_size, args.img_size))
     spatial = int(probe.feature_map[0, 0].numel())
@@ -114,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument('--classes', type=int, default=200)
     p.add_argument('--class-names', default=None, help="a CUB classes.txt ('1 001.Black_footed_Albatross' lines)")
     p.add_argument('--text-model', default='ViT-B-32')
+    p.add_argument('--class-position', default=None, choices=['front', 'middle', 'end'],
+                   help="where the class name sits in the prompt (default: the preset's)")
     p.add_argument('--reps', type=int, default=5, help='timed repetitions of each side (after 1 warm-up)')
     p.add_argument('--naive-classes', type=int, default=None,
                    help='time the naive branch on this many classes and scale linearly to --classes')
@@ -193,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     enc = branch.encoder
     print(f'\nsetting: {args.backbone} {args.img_size}px batch {args.batch}, {len(names)} classes, preset '
           f"lico_{args.preset} (encoder {'frozen' if enc.frozen else 'trainable'}, {type(branch.prompt).__name__} "
-          f'n_ctx {branch.prompt.n_ctx} x {branch.n_variants} variants), {args.threads} threads, '
+          f'n_ctx {branch.prompt.n_ctx} x {branch.n_variants} variants, class name {branch.prompt.class_position}), '
+          f'{args.threads} threads, '
           f'{args.reps} interleaved reps (naive: {len(times["naive"])})')
     for i, kind in ((0, 'wall median'), (1, 'CPU-time median'), (2, 'wall min')):
         base, lico_t, our, nai = med('base', i), med('lico', i), med('ours', i), med('naive', i) * scale

@@ -7,4 +7,6 @@ _base_ = [
     './_base_/default_runtime.py',
 ]
 
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=1, max_keep_ckpts=1))
+# checkpoints: the last one, and the best on the validation split (best_accuracy_top1_epoch_N.pth)
+default_hooks = dict(logger=dict(interval=10),
+                     checkpoint=dict(interval=1, max_keep_ckpts=1, save_best='accuracy/top1', rule='greater'))

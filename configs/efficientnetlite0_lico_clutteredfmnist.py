@@ -15,3 +15,5 @@ model = dict(
     # tf_efficientnet_lite0 at output stride 16 on the 128-px canvas: an 8 x 8 last feature map
     alignment_defaults=dict(spatial_size=8 * 8),
 )
+# the runtime's hooks + GradientShareHook (grad_share/{cls,mm,ot} in the log, every 16 of an epoch's 48 iterations)
+custom_hooks = [dict(type='ClassNamesHook'), dict(type='ExactResumeHook'), dict(type='GradientShareHook', interval=16)]

@@ -8,3 +8,5 @@ _base_ = [
 ]
 
 model = dict(head=dict(num_classes=200))
+# select the checkpoint on the validation split (carved from the official training split; test stays unseen)
+default_hooks = dict(checkpoint=dict(save_best='accuracy/top1', rule='greater'))

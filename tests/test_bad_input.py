@@ -65,7 +65,9 @@ class Ctx:
 
     def cub_options(self, *extra: str, workers: int = 0) -> list[str]:
         opts = ['model.backbone.pretrained=False', 'model.backbone.model_name=test_resnet',
-                'train_dataloader.batch_size=4', 'train_cfg.max_epochs=1', 'model.head.num_classes=200']
+                'train_dataloader.batch_size=4', 'train_cfg.max_epochs=1', 'model.head.num_classes=200',
+                # 2 training images per class: hold out 1 of them as the validation split (default 10 %: none)
+                '+train_dataloader.dataset.val_fraction=0.5', '+val_dataloader.dataset.val_fraction=0.5']
         for split in ('train', 'val', 'test'):  # 448-px crops of 510-px images -> 32 of 40: fast
             opts += [f'{split}_dataloader.dataset.data_root={self.cub}', f'{split}_dataloader.num_workers={workers}',
                      f'{split}_dataloader.dataset.pipeline.0.size=[40,40]',
@@ -87,20 +89,22 @@ def _tiny_checkpoint(ctx: Ctx, name: str, optimizer: str = 'AdamW', **model_chan
     return str(path)
 
 
-def _cub_image(ctx: Ctx, index: int = 0) -> Path:
-    lines = (ctx.cub / 'images.txt').read_text().split('\n')
-    return ctx.cub / 'images' / lines[index].split(' ', 1)[1]
+def _cub_train_image(ctx: Ctx, k: int = 0) -> Path:
+    """The k-th image of the training split of cub_options() (the validation split holds out half the images)."""
+    from zoo.datasets.cub import CUB200
+
+    return Path(CUB200(str(ctx.cub), split='train', val_fraction=0.5).get_data_info(k)['img_path'])
 
 
 def _truncate_image(ctx: Ctx) -> Path:
-    path = _cub_image(ctx, 0)  # image 1 is a train image (k=0)
+    path = _cub_train_image(ctx, 0)
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 3])
     return path
 
 
 def _not_an_image(ctx: Ctx) -> Path:
-    path = _cub_image(ctx, 2)
+    path = _cub_train_image(ctx, 1)
     path.write_text('this is not a JPEG')
     return path
 
@@ -207,7 +211,7 @@ CASES: list[tuple[str, str, Argv, tuple[str, ...]]] = [
     ('cub-data-root-is-a-file', 'train', lambda c: [CUB, '--work-dir', c.work, '--cfg-options',
                                                     *c.cub_options(f'train_dataloader.dataset.data_root={c.tiny}')],
      ('data_root', 'is a file', 'CUB_200_2011 folder')),
-    ('cub-image-missing', 'train', lambda c: [_gone(_cub_image(c, 0)), CUB, '--work-dir', c.work,
+    ('cub-image-missing', 'train', lambda c: [_gone(_cub_train_image(c, 0)), CUB, '--work-dir', c.work,
                                               '--cfg-options', *c.cub_options()][1:],
      ('does not exist', '.jpg')),
     ('cub-image-truncated', 'train', lambda c: [CUB, '--work-dir', c.work, '--cfg-options', *c.cub_options()],

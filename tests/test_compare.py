@@ -164,11 +164,17 @@ def test_tables_align_images_by_index_and_refuse_other_test_sets(tmp_path):
         tables_from_runs(other_images, 'configs')
 
 
-def test_a_schedule_shorter_than_training_is_pointed_out():
+def test_a_schedule_shorter_than_training_is_pointed_out(tmp_path):
     from tests.conftest import ROOT
     from zoo.apis._compare_runs import RunSpec, schedule_note
 
-    config = str(ROOT / 'configs' / 'efficientnetlite0_baseline_clutteredfmnist.py')
+    demo = str(ROOT / 'configs' / 'efficientnetlite0_baseline_clutteredfmnist.py')
+    # the demo recipes' cosine has no end: it follows max_epochs, nothing to point out
+    assert schedule_note(RunSpec('base', 0, demo, '', {'train_cfg.max_epochs': 5})) is None
+    config = str(tmp_path / 'one_epoch_cosine.py')  # the same recipe with a cosine that ends at epoch 1
+    Path(config).write_text(f"_base_ = [{demo!r}]\nparam_scheduler = [dict(type='LinearLR', start_factor=0.1, "
+                            "by_epoch=False, begin=0, end=10), dict(type='CosineAnnealingLR', by_epoch=True, "
+                            "begin=0, end=1, convert_to_iter_based=True)]\n")
     note = schedule_note(RunSpec('base', 0, config, '', {'train_cfg.max_epochs': 5}))
     assert 'ends by epoch 1 but training runs 5 epochs' in note and 'param_scheduler.1.end=5' in note
     assert schedule_note(RunSpec('base', 0, config, '', {'train_cfg.max_epochs': 5, 'param_scheduler.1.end': 5})) \

@@ -111,6 +111,35 @@ def test_cluttered_labels_are_the_real_fashion_mnist_labels(fashion_mnist_dir):
     assert (counts > 0).sum() >= 8  # a seeded random subset, not the first 50 files
 
 
+def test_cluttered_val_split_is_carved_from_train_and_never_trained_on(fashion_mnist_dir):
+    build = lambda split, **kw: DATASETS.build(dict(type='ClutteredFashionMNIST', data_root=fashion_mnist_dir,
+                                                    split=split, **kw))
+    train, val = build('train'), build('val')
+    src = lambda ds: {ds.get_data_info(i)['src'] for i in range(len(ds))}
+    assert len(train) == 54000 and len(val) == 6000 and not src(train) & src(val)
+    # the training subset of the recipes is what it was before the split existed: the first items of the same order
+    assert [build('train', num_samples=5).get_data_info(i)['src'] for i in range(5)] == \
+        [train.get_data_info(i)['src'] for i in range(5)]
+    assert not torch.equal(build('val', num_samples=1)[0]['inputs'], build('train', num_samples=1)[0]['inputs'])
+    with pytest.raises(DataError, match="'val' split is empty"):
+        build('val', val_fraction=0.0)
+
+
+def test_cub_val_split_is_a_seeded_share_of_each_class(tmp_path):
+    from .conftest import make_fake_cub
+    root = make_fake_cub(tmp_path / 'CUB', classes_with_images=3, per_class=20, size=(16, 16),
+                         with_segmentations=False)
+    build = lambda split, **kw: DATASETS.build(dict(type='CUB200', data_root=str(root), split=split, **kw))
+    ids = lambda ds: sorted(ds.get_data_info(i)['img_path'] for i in range(len(ds)))
+    train, val, trainval = build('train'), build('val'), build('trainval')
+    assert len(trainval) == 30 and len(val) == 3 and len(train) == 27  # 10 % of each class's 10 training images
+    assert sorted(ids(train) + ids(val)) == ids(trainval) and not set(ids(train)) & set(ids(test := build('test')))
+    assert sorted(val.get_data_info(i)['gt_label'] for i in range(3)) == [0, 1, 2] and len(test) == 30
+    assert ids(build('val')) == ids(val) and ids(build('val', split_seed=1)) != ids(val)
+    with pytest.raises(DataError, match="'val' split is empty"):
+        build('val', val_fraction=0.01)
+
+
 def test_cluttered_canvas_gives_an_8x8_map_at_stride_16(fashion_mnist_dir):
     from registry import BACKBONES
     ds = DATASETS.build(dict(type='ClutteredFashionMNIST', data_root=fashion_mnist_dir, split='test',

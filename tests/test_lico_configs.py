@@ -20,12 +20,28 @@ LICO_MODEL_KEYS = {'text_branch', 'alignment_heads', 'alignment_defaults'}
 def test_lico_recipe_is_the_baseline_plus_lico_only(baseline: str, lico: str) -> None:
     base, twin = load_config(baseline).to_dict(), load_config(lico).to_dict()
     preset_keys = {k for k in twin if k.startswith('lico_')}
-    assert {k: v for k, v in twin.items() if k not in preset_keys | {'model'}} == \
-        {k: v for k, v in base.items() if k != 'model'}
+    assert {k: v for k, v in twin.items() if k not in preset_keys | {'model', 'custom_hooks'}} == \
+        {k: v for k, v in base.items() if k not in ('model', 'custom_hooks')}
     assert {k: v for k, v in twin['model'].items() if k not in LICO_MODEL_KEYS} == base['model']
     heads = [h['type'] for h in twin['model']['alignment_heads']]
     assert heads == ['ManifoldAlignmentHead', 'OTAlignmentHead']
     assert [h['weight'] for h in twin['model']['alignment_heads']] == [10.0, 1.0]
+    # the only extra hook is the diagnostic that logs each term's gradient share (it does not change training)
+    assert twin['custom_hooks'][:-1] == base['custom_hooks'] and twin['custom_hooks'][-1]['type'] == 'GradientShareHook'
+
+
+@pytest.mark.parametrize('recipe', [b for pair in TWINS for b in pair])
+def test_recipes_validate_on_a_split_carved_from_train_and_select_on_it(recipe: str) -> None:
+    cfg = load_config(recipe)
+    assert cfg.train_dataloader.dataset.split == 'train' and cfg.val_dataloader.dataset.split == 'val'
+    assert cfg.test_dataloader.dataset.split == 'test'
+    assert cfg.default_hooks.checkpoint.save_best == 'accuracy/top1' and cfg.default_hooks.checkpoint.rule == 'greater'
+
+
+def test_demo_schedule_follows_max_epochs() -> None:
+    cfg = load_config('configs/efficientnetlite0_lico_clutteredfmnist.py')
+    cosine = [s for s in cfg.param_scheduler if s.type == 'CosineAnnealingLR']
+    assert cosine and all('end' not in s and 'T_max' not in s for s in cosine)  # mmengine ends it at max_epochs
 
 
 def test_presets_hold_what_docs_lico_says() -> None:
@@ -37,14 +53,23 @@ def test_presets_hold_what_docs_lico_says() -> None:
     assert code.lico_prompt.type == 'RolledPromptLearner' and code.lico_prompt.n_ctx == 12
     assert paper.lico_optim_wrapper.optimizer.lr == 0.03 and paper.lico_optim_wrapper.optimizer.weight_decay == 1e-4
     assert code.lico_optim_wrapper.optimizer.lr == 0.1 and code.lico_optim_wrapper.optimizer.weight_decay == 5e-4
-    assert paper.lico_param_scheduler[0].type == 'FixMatchCosineLR'
+    assert paper.lico_param_scheduler[0].type == 'FixMatchCosineLR' and 'end' not in paper.lico_param_scheduler[0]
     assert code.lico_custom_hooks[0].type == 'EMAHook' and code.lico_custom_hooks[0].momentum == 0.001
+    # the zoo's fixes (docs/lico.md): every OT text point depends on the class; a manifold term that acts;
+    # the global batch under DDP; the official temperature behaviour stays a switch
+    assert paper.lico_prompt.class_position == 'front' and paper.lico_ot_head.token_positions == 'class_dependent'
+    assert paper.lico_manifold_head.learn_temperature is False and paper.lico_manifold_head.temperature_init == 0.5
+    assert code.lico_manifold_head.learn_temperature is True
+    assert paper.lico_manifold_head.gather is True and code.lico_manifold_head.gather is True
+    for preset in (paper, code):
+        assert preset.lico_custom_hooks[-1].type == 'GradientShareHook'
 
 
 def _cub_options(root, *extra: str) -> list[str]:
     # random-init backbone and CLIP text tower (no weights offline)
     opts = ['model.backbone.pretrained=False', 'model.text_branch.encoder.pretrained=None',
-            'train_dataloader.batch_size=4']
+            'train_dataloader.batch_size=2', '+train_dataloader.dataset.val_fraction=0.5',
+            '+val_dataloader.dataset.val_fraction=0.5']  # 2 training images per class: 1 of them is validation
     for split in ('train', 'val', 'test'):
         opts += [f'{split}_dataloader.dataset.data_root={root}', f'{split}_dataloader.num_workers=0',
                  f'{split}_dataloader.persistent_workers=False']
@@ -54,12 +79,14 @@ def _cub_options(root, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_resnet50_lico_cub_trains_resumes_and_tests(fake_cub, tmp_path) -> None:
     work = tmp_path / 'work'
-    # 8 train images, batch 4: 2 iterations per epoch
+    # 4 train images (4 more are validation), batch 2: 2 iterations per epoch
     out = run_tool('tools/train.py', CUB_LICO, '--work-dir', str(work), '--cfg-options',
-                   *_cub_options(fake_cub, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=5'))
+                   *_cub_options(fake_cub, 'train_cfg.max_epochs=1'))
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
     assert 'loss_mm' in log and 'loss_ot' in log
+    # validated on the 4 held-out training images, and the best checkpoint is selected on them
+    assert 'Epoch(val) [1][1/1]' in log and (work / 'best_accuracy_top1_epoch_1.pth').is_file()
     first = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=False)
     assert first['meta']['iter'] == 2
     state = first['state_dict']
@@ -95,3 +122,6 @@ def test_demo_lico_training_loss_decreases(fashion_mnist_dir, lite0_weights, tmp
     losses = scalars['train/loss'].data[0]
     assert len(losses) == 10 and all(k in scalars for k in ('train/loss_mm', 'train/loss_ot', 'train/loss_cls'))
     assert losses[-3:].mean() < losses[:3].mean(), losses
+    # GradientShareHook: each term's share of the backbone gradient, logged through the message hub
+    shares = {t: scalars[f'train/grad_share/{t}'].current() for t in ('cls', 'mm', 'ot')}
+    assert sum(shares.values()) == pytest.approx(1.0) and all(v > 0.01 for v in shares.values()), shares

@@ -105,6 +105,44 @@ def test_ot_head_per_token_points_ignore_padding_and_start() -> None:
     assert torch.allclose(cost[1], cost_short[0], atol=1e-6)
 
 
+def test_ot_head_class_dependent_positions_skip_the_shared_prefix() -> None:
+    head = HEADS.build(dict(type='OTAlignmentHead', spatial_size=9, text_dim=8, text_points='per_token'))
+    tokens = torch.randn(2, 1, 7, 8)
+    mask = torch.tensor([[True] * 7, [True] * 6 + [False]])
+    _, weights = head.text_points_of(TextFeatures(tokens[:, :, 0], tokens, mask, shared=3))
+    assert (weights[:, :3] == 0).all() and (weights[0, 3:] == 0.25).all() and weights[1, 6] == 0
+    head.token_positions = 'after_start'
+    _, weights = head.text_points_of(TextFeatures(tokens[:, :, 0], tokens, mask, shared=3))
+    assert (weights[:, 0] == 0).all() and (weights[0, 1:] > 0).all()
+    head.token_positions = 'class_dependent'
+    with pytest.raises(ConfigError, match='class name'):
+        head.text_points_of(TextFeatures(tokens[:, :, 0], tokens, mask, shared=7))
+    with pytest.raises(ConfigError, match='token_positions'):
+        HEADS.build(dict(type='OTAlignmentHead', spatial_size=9, token_positions='class_only'))
+
+
+def test_manifold_rows_against_other_columns_and_fixed_temperature() -> None:
+    from zoo.models.heads.manifold_head import pairwise_distances
+
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(3, 5, generator=gen), torch.randn(4, 5, generator=gen)
+    full = pairwise_distances(torch.cat([x, y]))
+    assert torch.allclose(pairwise_distances(x, y=torch.cat([x, y])), full[:3], atol=1e-6)
+    fixed = HEADS.build(dict(type='ManifoldAlignmentHead', sign=-1, temperature_init=0.5, learn_temperature=False))
+    assert not list(fixed.parameters()) and float(fixed.scale()) == 2.0
+    assert 'temperature' in fixed.state_dict()  # a buffer: saved with checkpoints, never trained
+    img, txt = torch.randn(6, 8, generator=gen), torch.randn(6, 4, generator=gen)
+    learned = HEADS.build(dict(type='ManifoldAlignmentHead', sign=-1))
+    # at the released code's tau (2.659) both similarity matrices are near uniform: a far smaller loss
+    assert fixed.manifold_loss(img, txt) > 5 * learned.manifold_loss(img, txt)
+    # the released code's learnable tau: descending the loss raises it (both matrices flatten, the loss shrinks)
+    learned.manifold_loss(img, txt).backward()
+    assert learned.temperature.grad < 0
+    # not distributed: gather changes nothing
+    off = HEADS.build(dict(type='ManifoldAlignmentHead', sign=-1, gather=False))
+    assert torch.equal(learned.manifold_loss(img, txt), off.manifold_loss(img, txt))
+
+
 def test_ot_head_huge_and_constant_features_stay_finite() -> None:
     head = HEADS.build(dict(type='OTAlignmentHead', spatial_size=9, text_dim=8, eps=1e-3))
     for maps in (torch.full((2, 16, 3, 3), 1e30), torch.zeros(2, 16, 3, 3), torch.randn(2, 16, 3, 3) * 1e20):

@@ -183,3 +183,55 @@ def test_config_errors(tiny_clip: str, clip_encoder) -> None:
         branch(torch.tensor([0]))
     with pytest.raises(ConfigError, match='2 classes'):
         branch.set_class_names(['a', 'b', 'c'])
+
+
+def _ot_points(branch, head_cfg: dict, labels: torch.Tensor):
+    from registry import HEADS
+
+    head = HEADS.build(dict(type='OTAlignmentHead', spatial_size=4, text_dim=branch.out_dim, **head_cfg))
+    return head.text_points_of(branch(labels))
+
+
+@pytest.mark.parametrize('which', ['clip', 'minilm'])
+def test_every_ot_text_point_of_the_paper_preset_depends_on_the_class(which: str, request) -> None:
+    """lico_paper's prompt (class name first) and OT head (class-dependent tokens): no OT text point is the same
+    for two classes, for the causal CLIP tower and the bidirectional MiniLM alike."""
+    from zoo.apis.config import load_config
+
+    preset = load_config('configs/_base_/models/lico_paper.py')
+    encoder = request.getfixturevalue('clip_encoder' if which == 'clip' else 'minilm')
+    prompt = dict(preset.lico_prompt.to_dict(), n_ctx=4)
+    branch = TEXT_ENCODERS.build(dict(type='LICOTextBranch', encoder=encoder, class_names=NAMES, prompt=prompt),
+                                 default_args=dict(num_classes=len(NAMES))).eval()
+    head_cfg = {k: v for k, v in preset.lico_ot_head.to_dict().items() if k in ('text_points', 'token_positions')}
+    points, weights = _ot_points(branch, head_cfg, torch.arange(len(NAMES)))
+    assert torch.allclose(weights.sum(1), torch.ones(len(NAMES)))
+    scale = points.abs().max()
+    for a in range(len(NAMES)):
+        for b in range(a + 1, len(NAMES)):
+            used = (weights[a] > 0) & (weights[b] > 0)
+            assert used.sum() >= 4  # the 4 context tokens at least (the class name sits before them)
+            gap = (points[a, used] - points[b, used]).abs().amax(-1)
+            assert (gap > 1e-3 * scale).all(), (which, NAMES[a], NAMES[b], gap)
+
+
+def test_class_independent_points_are_found_and_dropped(clip_encoder, minilm) -> None:
+    """With the class name at the end, CLIP's shared-context outputs are equal for every class: the default
+    token_positions='class_dependent' drops them, 'after_start' (reproduction 2) keeps them. MiniLM is
+    bidirectional: every token sees the name, nothing is shared."""
+    n_ctx = 4
+    branch = _branch(clip_encoder, 'SharedPromptLearner', n_ctx=n_ctx, class_position='end').eval()
+    labels = torch.tensor([0, 1])
+    out = branch(labels)
+    assert out.shared == 1 + n_ctx
+    ctx = slice(1, 1 + n_ctx)
+    assert torch.allclose(out.tokens[0, 0, ctx], out.tokens[1, 0, ctx], atol=1e-6)  # the same for both classes
+    _, kept = _ot_points(branch, dict(text_points='per_token', token_positions='after_start'), labels)
+    _, dropped = _ot_points(branch, dict(text_points='per_token'), labels)
+    assert (kept[:, ctx] > 0).all() and (dropped[:, :1 + n_ctx] == 0).all()
+    assert torch.equal(dropped > 0, out.class_dependent() & (torch.arange(out.mask.shape[1]) > 0))
+    hf = _branch(minilm, 'SharedPromptLearner', n_ctx=n_ctx, class_position='end').eval()(labels)
+    assert hf.shared == 0 and not torch.allclose(hf.tokens[0, 0, ctx], hf.tokens[1, 0, ctx], atol=1e-3)
+    # the cache path (nothing trainable upstream) keeps the count
+    frozen = _branch(clip_encoder, 'SharedPromptLearner', n_ctx=n_ctx, learnable=False)
+    assert frozen(labels).shared == 1 + n_ctx and frozen._cache is not None

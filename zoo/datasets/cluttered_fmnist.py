@@ -7,6 +7,10 @@ never touch the object's box. The mask is the set of item pixels brighter than `
 placed them); the box is the mask's tight box. With the default 128-px canvas a stride-16 backbone gives an 8×8
 feature map, enough for saliency metrics to mean something.
 
+Splits: ``'test'`` draws from Fashion-MNIST's 10k test items; ``'train'`` and ``'val'`` from its 60k training items,
+split once by a seeded permutation: the last ``val_fraction`` of it (6,000 items by default) is the validation pool,
+never seen in training, the rest the training pool. ``num_samples`` takes a seeded subset of a pool.
+
 Fashion-MNIST files (``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``) are looked up in ``data_root``, then
 ``$XZOO_FASHION_MNIST``, Debian's ``/usr/share/datasets/fashion-mnist`` (package ``dataset-fashion-mnist``), then
 ``data/fashion-mnist`` (where ``make data`` puts them).
@@ -39,6 +43,8 @@ CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shi
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 LOCAL_DIR = os.path.join('data', 'fashion-mnist')
 _PREFIX = {'train': 'train', 'test': 't10k'}
+_SPLITS = ('train', 'val', 'test')
+_SPLIT_CODE = {'train': 1, 'test': 2, 'val': 3}  # seeds each split's permutation and renders
 _HOW = ('Get them with `make data` (downloads Debian\'s dataset-fashion-mnist .deb and unpacks it into '
         'data/fashion-mnist), `sudo apt-get install dataset-fashion-mnist`, or download the four files from '
         'https://github.com/zalandoresearch/fashion-mnist (data/fashion) into a folder passed as data_root.')
@@ -108,8 +114,11 @@ class ClutteredFashionMNIST(ClsDataset):
 
     Args:
         data_root: folder with the Fashion-MNIST files (optional; see the module doc for the lookup order).
-        split: ``'train'`` (60k source items) or ``'test'`` (10k); default from ``test_mode``.
-        num_samples: use a seeded random subset of this many items (``None``: all).
+        split: ``'train'``, ``'val'`` (both from the 60k training items, disjoint) or ``'test'`` (the 10k test
+            items); default from ``test_mode``.
+        num_samples: use a seeded random subset of this many items of the split (``None``: all).
+        val_fraction: share of the 60k training items held out as the ``'val'`` pool (0.1: 6,000); the same value
+            must be used for ``'train'`` and ``'val'`` (they are the two parts of one permutation).
         canvas_size: output image side in pixels.
         object_size: (min, max) side of the pasted item in pixels.
         num_clutter: distractor fragments per image.
@@ -124,9 +133,11 @@ class ClutteredFashionMNIST(ClsDataset):
     def __init__(self, data_root: str | None = None, split: str | None = None, num_samples: int | None = None,
                  canvas_size: int = 128, object_size: Sequence[int] = (40, 64), num_clutter: int = 4,
                  clutter_size: Sequence[int] = (10, 18), textures: Sequence[str] = ('grass', 'gravel', 'brick'),
-                 mask_threshold: int = 25, seed: int = 0, **kwargs: Any) -> None:
-        if split not in (None, 'train', 'test'):
-            raise DataError(f"ClutteredFashionMNIST: split must be 'train' or 'test', got {split!r}.")
+                 mask_threshold: int = 25, seed: int = 0, val_fraction: float = 0.1, **kwargs: Any) -> None:
+        if split not in (None, *_SPLITS):
+            raise DataError(f"ClutteredFashionMNIST: split must be 'train', 'val' or 'test', got {split!r}.")
+        if not 0 <= val_fraction < 1:
+            raise DataError(f'ClutteredFashionMNIST: val_fraction must be in [0, 1), got {val_fraction!r}.')
         if not (0 < object_size[0] <= object_size[1] <= canvas_size):
             raise DataError(f'ClutteredFashionMNIST: object_size {tuple(object_size)} must satisfy '
                             f'0 < min <= max <= canvas_size ({canvas_size}).')
@@ -135,13 +146,20 @@ class ClutteredFashionMNIST(ClsDataset):
         self.num_samples, self.canvas_size, self.seed = num_samples, int(canvas_size), int(seed)
         self.object_size, self.clutter_size = tuple(object_size), tuple(clutter_size)
         self.num_clutter, self.textures, self.mask_threshold = int(num_clutter), tuple(textures), mask_threshold
+        self.val_fraction = float(val_fraction)
         super().__init__(data_root=self.folder, **kwargs)
+
+    @property
+    def source_split(self) -> str:
+        """The Fashion-MNIST files the split reads (``'val'`` reads the training files)."""
+        return 'test' if self.split == 'test' else 'train'
 
     @classmethod
     def required_assets(cls, args: dict[str, Any]) -> list[Asset]:
         """The Fashion-MNIST files of the split, where :func:`find_fashion_mnist` looks (:mod:`zoo.core.assets`);
         ``tools/prepare_data.py`` fetches Debian's package when none has them."""
         split = args.get('split') or ('test' if args.get('test_mode') else 'train')
+        split = 'test' if split == 'test' else 'train'  # 'val' is carved from the training files
         root = args.get('data_root')
         paths = (root,) if root else tuple(filter(None, [os.environ.get('XZOO_FASHION_MNIST'), DEBIAN_DIR, LOCAL_DIR]))
         names = [f'{_PREFIX[s]}-{kind}-ubyte' for s in dict.fromkeys(('test', split)) for kind in ('images-idx3',
@@ -152,15 +170,22 @@ class ClutteredFashionMNIST(ClsDataset):
                           'Fashion-MNIST files)',), layout='{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]')]
 
     def load_data_list(self) -> list[dict[str, Any]]:
-        _, labels = load_fashion_mnist(self.folder, self.split)
-        order = np.random.default_rng([self.seed, 1 if self.split == 'train' else 2]).permutation(len(labels))
+        _, labels = load_fashion_mnist(self.folder, self.source_split)
+        code = _SPLIT_CODE[self.source_split]
+        order = np.random.default_rng([self.seed, code]).permutation(len(labels))
+        if self.source_split == 'train':
+            n_val = int(round(self.val_fraction * len(order)))
+            order = order[len(order) - n_val:] if self.split == 'val' else order[:len(order) - n_val]
         if self.num_samples is not None:
             order = order[:int(self.num_samples)]
+        if not len(order):
+            raise DataError(f'ClutteredFashionMNIST: the {self.split!r} split is empty (val_fraction='
+                            f'{self.val_fraction}, num_samples={self.num_samples}).')
         return [dict(src=int(src), gt_label=int(labels[src]), sample_idx=i) for i, src in enumerate(order)]
 
     def render(self, info: dict[str, Any]) -> dict[str, Any]:
-        images, _ = load_fashion_mnist(self.folder, self.split)
-        rng = np.random.default_rng([self.seed, 1 if self.split == 'train' else 2, info['sample_idx'], 7])
+        images, _ = load_fashion_mnist(self.folder, self.source_split)
+        rng = np.random.default_rng([self.seed, _SPLIT_CODE[self.split], info['sample_idx'], 7])
         c = self.canvas_size
         texture = load_textures(self.textures)[rng.integers(len(self.textures))]
         ty, tx = (rng.integers(0, max(1, s - c + 1)) for s in texture.shape)

@@ -6,7 +6,8 @@ from zoo.core.checkpoints import find_resume_checkpoint, is_complete_checkpoint
 from .atomic import AtomicLocalBackend
 from .checkpoint import register_trusted_local_loader
 from .checkpoint_hook import AtomicCheckpointHook
-from .distributed import CPUDistributedDataParallel, init_cpu_process_group
+from .distributed import CPUDistributedDataParallel, gather_with_grad, init_cpu_process_group
+from .grad_share import GradientShareHook
 from .hooks import ClassNamesHook
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 from .nonfinite import NonFiniteLossHook, TrainingDivergedError
@@ -17,7 +18,7 @@ from .schedulers import FixMatchCosineLR
 register_trusted_local_loader()
 
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'CPUDistributedDataParallel', 'ClassNamesHook',
-           'ExactResumeHook', 'FixMatchCosineLR', 'NonFiniteLossHook', 'ProgressBarHook',
+           'ExactResumeHook', 'FixMatchCosineLR', 'GradientShareHook', 'NonFiniteLossHook', 'ProgressBarHook',
            'ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop', 'TrainingDivergedError',
-           'find_resume_checkpoint', 'init_cpu_process_group', 'is_complete_checkpoint',
+           'find_resume_checkpoint', 'gather_with_grad', 'init_cpu_process_group', 'is_complete_checkpoint',
            'register_trusted_local_loader']

@@ -52,8 +52,14 @@ class OTAlignmentHead(nn.Module):
             released code (``torch.no_grad``: the loss is logged but trains nothing); ``'envelope'`` differentiates
             ``<P, C>`` with the plan held fixed (cheap approximation).
         text_points: ``'eot_variants'`` one point per prompt variant (the sentence features of the sample's class;
-            released Oct-2024 code with ``RolledPromptLearner``) or ``'per_token'`` one point per prompt token after
-            the start token (the paper's figure; reproduction 2).
+            released Oct-2024 code with ``RolledPromptLearner``) or ``'per_token'`` one point per prompt token (the
+            paper's figure; reproduction 2).
+        token_positions: which tokens are points with ``'per_token'``: ``'class_dependent'`` (default) only those
+            whose features depend on the class, i.e. not the start token and not a context shared by all classes
+            that a causal encoder (CLIP) reads before the class name (their outputs are the same for every class,
+            so aligning feature maps with them aligns with something no class owns); ``'after_start'`` every token
+            after the start token (reproduction 2; with the class name at the end of a shared context, 12 of the
+            ~16 points are then class-independent).
         hidden_dim, dropout: the projection MLP (512, 0.5 as the released code).
         solver: ``'native'`` (:func:`zoo.ops.sinkhorn_log`) or ``'pot'`` (``ot.batch.solve_batch``, log-domain).
         loss_name: key of the loss in the returned dict.
@@ -61,8 +67,8 @@ class OTAlignmentHead(nn.Module):
 
     def __init__(self, spatial_size: int | Sequence[int] | None = None, text_dim: int = 512, weight: float = 1.0,
                  eps: float = 0.1, max_iter: int = 100, tol: float = 1e-6, grad: bool | str = True,
-                 text_points: str = 'eot_variants', hidden_dim: int = 512, dropout: float = 0.5,
-                 solver: str = 'native', loss_name: str = 'loss_ot') -> None:
+                 text_points: str = 'eot_variants', token_positions: str = 'class_dependent', hidden_dim: int = 512,
+                 dropout: float = 0.5, solver: str = 'native', loss_name: str = 'loss_ot') -> None:
         super().__init__()
         if spatial_size is None:
             raise ConfigError('OTAlignmentHead needs spatial_size = H*W of the backbone\'s last feature map at the '
@@ -75,10 +81,14 @@ class OTAlignmentHead(nn.Module):
             raise ConfigError(f"OTAlignmentHead grad must be True, False or 'envelope', got {grad!r}.")
         if text_points not in ('eot_variants', 'per_token'):
             raise ConfigError(f"text_points must be 'eot_variants' or 'per_token', got {text_points!r}.")
+        if token_positions not in ('class_dependent', 'after_start'):
+            raise ConfigError("OTAlignmentHead token_positions must be 'class_dependent' or 'after_start', got "
+                              f'{token_positions!r}.')
         if solver not in ('native', 'pot'):
             raise ConfigError(f"OTAlignmentHead solver must be 'native' or 'pot', got {solver!r}.")
         self.spatial_size, self.weight, self.eps, self.max_iter, self.tol = size, weight, eps, max_iter, tol
         self.grad, self.text_points, self.solver, self.loss_name = grad, text_points, solver, loss_name
+        self.token_positions = token_positions
         self.projection = nn.Sequential(nn.Linear(text_dim, hidden_dim), nn.Dropout(dropout), nn.ReLU(),
                                         nn.Linear(hidden_dim, size))
 
@@ -116,10 +126,13 @@ class OTAlignmentHead(nn.Module):
         """The text point cloud ``[B, M, D]`` and its marginal (``None`` = uniform) per sample."""
         if self.text_points == 'eot_variants':
             return text.sentence, None
-        mask = text.mask.clone()
+        mask = text.class_dependent() if self.token_positions == 'class_dependent' else text.mask.clone()
         mask[:, 0] = False  # the start token is identical for every prompt
-        weights = mask.float() / mask.sum(1, keepdim=True).clamp_min(1)
-        return text.tokens[:, 0], weights
+        count = mask.sum(1, keepdim=True)
+        if not bool((count > 0).all()):
+            raise ConfigError('OTAlignmentHead found a prompt without class-dependent tokens: the prompt learner '
+                              'must place a class name in every prompt.')
+        return text.tokens[:, 0], mask.float() / count
 
     def loss(self, features, labels: torch.Tensor, data_samples: list | None = None,
              text: TextFeatures | None = None) -> dict[str, torch.Tensor]:

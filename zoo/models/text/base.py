@@ -53,15 +53,25 @@ class TextFeatures:
         sentence: ``[..., V, D]`` one feature per prompt (EOT token / pooled output), projected to the output width.
         tokens: ``[..., V, L, D]`` per-token features in the same output space.
         mask: ``[..., L]`` True at real tokens (start through end token).
+        shared: number of leading token positions whose features are the same for every class: a causal encoder's
+            start token and a context shared by all classes placed before the class name (their outputs cannot see
+            the name). 0 for a bidirectional encoder, where every position attends to the class name.
     """
 
     sentence: torch.Tensor
     tokens: torch.Tensor
     mask: torch.Tensor
+    shared: int = 0
 
     def index(self, idx: torch.Tensor) -> TextFeatures:
         """Select along the leading (class) axis, e.g. ``feats.index(labels)``."""
-        return TextFeatures(self.sentence[idx], self.tokens[idx], self.mask[idx])
+        return TextFeatures(self.sentence[idx], self.tokens[idx], self.mask[idx], self.shared)
+
+    def class_dependent(self) -> torch.Tensor:
+        """``[..., L]`` True at real tokens whose features depend on the class (``mask`` minus the shared prefix)."""
+        keep = self.mask.clone()
+        keep[..., :self.shared] = False
+        return keep
 
 
 class TextEncoder(nn.Module):
@@ -131,7 +141,7 @@ class TextEncoder(nn.Module):
             torch.Size([1, 512])
         """
         out = self.encode(self.prompts_from_text(texts))
-        return TextFeatures(out.sentence[:, 0], out.tokens[:, 0], out.mask)
+        return TextFeatures(out.sentence[:, 0], out.tokens[:, 0], out.mask, out.shared)
 
     @property
     def device(self) -> torch.device:
@@ -144,6 +154,7 @@ def pool_eot(tokens: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
     return tokens.gather(2, idx).squeeze(2)
 
 
-def to_class_major(sentence: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> TextFeatures:
+def to_class_major(sentence: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, shared: int = 0
+                   ) -> TextFeatures:
     """``[V, K, ...]`` encoder outputs as class-major :class:`TextFeatures` (``[K, V, ...]``)."""
-    return TextFeatures(sentence.transpose(0, 1), tokens.transpose(0, 1), mask)
+    return TextFeatures(sentence.transpose(0, 1), tokens.transpose(0, 1), mask, shared)

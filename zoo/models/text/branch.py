@@ -116,7 +116,7 @@ class LICOTextBranch(nn.Module):
         pad = lambda t, dim: torch.nn.functional.pad(t, [0, 0] * (t.ndim - dim - 1) + [0, length - t.shape[dim]])
         return TextFeatures(torch.cat([p.sentence for p in parts]),
                             torch.cat([pad(p.tokens, 2) for p in parts]),
-                            torch.cat([pad(p.mask, 1) for p in parts]))
+                            torch.cat([pad(p.mask, 1) for p in parts]), min(p.shared for p in parts))
 
     # --- forward -------------------------------------------------------------------------------------------
     def forward(self, labels: torch.Tensor) -> TextFeatures:

@@ -172,4 +172,5 @@ class OpenCLIPTextEncoder(TextEncoder):
             x = proj(x)
         elif proj is not None:
             x = x @ proj
-        return to_class_major(pool_eot(x, prompts.eot), x, prompts.mask)
+        # causal: positions before the first class-specific token see only the start token and a shared context
+        return to_class_major(pool_eot(x, prompts.eot), x, prompts.mask, shared=prompts.prefix_len)
