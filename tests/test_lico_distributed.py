@@ -28,7 +28,7 @@ import json, sys
 import torch
 import torch.distributed as dist
 from registry import HEADS
-from zoo.engine.distributed import gather_with_grad
+from zoo.ops.distributed import gather_with_grad
 
 dist.init_process_group('gloo')
 rank = dist.get_rank()

@@ -7,7 +7,7 @@ Eq. 1 as reproduction 1 read it). The loss is ``weight * KL(A_txt || A_img)`` wi
 
 Under distributed training the batch is the *global* one (``gather=True``): each process computes the rows of its
 own samples against the features of every process's samples, gathered with gradient
-(:func:`zoo.engine.distributed.gather_with_grad`); with DDP's gradient averaging this trains exactly like the loss
+(:func:`zoo.ops.distributed.gather_with_grad`); with DDP's gradient averaging this trains exactly like the loss
 over the global batch in one process. The released code has one process and a batch of 128; a recipe with 8 per
 process would otherwise compare 8 samples.
 
@@ -30,7 +30,7 @@ from torch import nn
 
 from registry import HEADS
 from registry.errors import ConfigError
-from zoo.engine.distributed import gather_with_grad
+from zoo.ops.distributed import gather_with_grad
 
 from ..text.base import TextFeatures
 
