@@ -149,7 +149,7 @@ def bench_lcam(model_name: str, x: torch.Tensor, repeats: int, chunk: int, warmu
     names = list(methods)
     for i in range(repeats):  # a rotating order, so a drift in machine load favours no method
         for name in names[i % len(names):] + names[:i % len(names)]:
-            times[name].append(_time(lambda e=methods[name]: e(model, x)))
+            times[name].append(_time(lambda e=methods[name]: e(model, x))[0])  # wall seconds
     return {k: len(x) / statistics.median(v) for k, v in times.items()}
 
 
